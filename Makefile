@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make demo` and `make test` (each creates .venv first).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-engine demo bench bench-quick docs lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-engine: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser"
+
+demo: $(STAMP)
+	$(BIN)/python -m example_app.demo
+
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
+	$(BIN)/python -m bench.run
+
+bench-quick: $(VENV)/.bench
+	$(BIN)/python -m bench.run --quick
+
+$(VENV)/.docs: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $(VENV)/.docs
+
+docs: $(VENV)/.docs
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check flask_jobs tests example_app bench
+
+clean:
+	rm -rf $(VENV) docs/_build build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Adapters and task modules for the anchor libraries (Celery, RQ, Huey, Dramatiq)."""

@@ -1,0 +1,60 @@
+"""Dramatiq adapter (RedisBroker, Results middleware with RedisBackend)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.harness import Adapter, WorkerConfig
+
+
+def _worker(processes: int, threads: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "bench.anchors.dramatiq_app",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+
+
+class DramatiqAdapter(Adapter):
+    name = "dramatiq"
+    distributions = ("dramatiq", "redis")
+    bulk_api = "broker.enqueue(actor.message()) loop (no pipelined bulk API)"
+    supports_progress = False  # Dramatiq has no task progress/state API
+
+    def setup(self) -> None:
+        from bench.anchors import dramatiq_app
+
+        self.m = dramatiq_app
+
+    def enqueue_noop(self) -> None:
+        self.m.noop.send()
+
+    def enqueue_noop_bulk(self, n: int) -> None:
+        enqueue, message = self.m.broker.enqueue, self.m.noop.message
+        for _ in range(n):
+            enqueue(message())
+
+    def enqueue_latency(self, sent: float) -> None:
+        self.m.latency.send(sent)
+
+    def roundtrip(self, x: int, timeout: float):
+        msg = self.m.echo.send(x)
+        return msg.get_result(block=True, timeout=int(timeout * 1000))
+
+    def solo_worker(self) -> WorkerConfig:
+        return WorkerConfig("--processes 1 --threads 1", [_worker(1, 1)])
+
+    def multi_workers(self) -> list[WorkerConfig]:
+        return [
+            WorkerConfig("--processes 2 --threads 8 (default)", [_worker(2, 8)]),
+            WorkerConfig("--processes 2 --threads 4", [_worker(2, 4)]),
+            WorkerConfig("--processes 1 --threads 8", [_worker(1, 8)]),
+        ]
+
+
+ADAPTER = DramatiqAdapter

@@ -1,0 +1,348 @@
+"""Run every workload on flask-jobs and the anchor libraries; print one Markdown table.
+
+    python -m bench.run [--only celery,rq] [--quick] [--json out.json]
+
+A private ``redis-server`` is started for the run (``flask_jobs.embedded.RedisServer`` if
+importable, else ``bench/_redis.py``). Each (workload, library) pair runs in its own
+subprocess (``python -m bench.harness ...``) with a time limit; workers are subprocesses
+of that in their own process groups. Workloads run row by row (all libraries on one
+workload, then the next) so libraries measured for the same row see similar machine noise.
+Results go to ``bench/results/latest.json`` (and ``--json PATH`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from bench._redis import start_private_redis
+from bench.harness import RESULT_PREFIX
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+
+ANCHORS = {
+    "celery": "bench.anchors.celery_bench",
+    "rq": "bench.anchors.rq_bench",
+    "huey": "bench.anchors.huey_bench",
+    "dramatiq": "bench.anchors.dramatiq_bench",
+}
+FLASK_JOBS = ("flask-jobs", "bench.flask_jobs_bench")
+
+# workload -> (params, time limit in seconds for its subprocess)
+FULL = {
+    "enqueue": ({"n": 5_000}, 120),
+    "bulk": ({"n": 20_000}, 120),
+    "drain_solo": ({"n": 20_000}, 240),
+    "drain_multi": ({"n": 20_000}, 420),
+    "latency": ({"n": 300}, 90),
+    "roundtrip": ({"n": 300}, 90),
+    "progress": ({"n": 20_000}, 150),
+}
+QUICK = {
+    "enqueue": ({"n": 1_000}, 60),
+    "bulk": ({"n": 2_000}, 60),
+    "drain_solo": ({"n": 2_000}, 90),
+    "drain_multi": ({"n": 2_000, "max_configs": 1}, 90),
+    "latency": ({"n": 50}, 60),
+    "roundtrip": ({"n": 50}, 60),
+    "progress": ({"n": 2_000}, 60),
+}
+
+HIGHER, LOWER = "higher", "lower"
+# (row label, workload, field in the result, better direction, format)
+ROWS = [
+    ("Enqueue, one call at a time (calls/s)", "enqueue", "value", HIGHER, "{:,.0f}"),
+    ("Bulk enqueue (msgs/s)", "bulk", "value", HIGHER, "{:,.0f}"),
+    ("Drain, solo worker (tasks/s)", "drain_solo", "value", HIGHER, "{:,.0f}"),
+    ("Drain, best 2-core setting (tasks/s)", "drain_multi", "value", HIGHER, "{:,.0f}"),
+    ("Latency enqueue->start p50 (ms)", "latency", "p50_ms", LOWER, "{:.2f}"),
+    ("Latency enqueue->start p99 (ms)", "latency", "p99_ms", LOWER, "{:.2f}"),
+    ("Round trip delay()->get() p50 (ms)", "roundtrip", "p50_ms", LOWER, "{:.2f}"),
+    ("Round trip delay()->get() p99 (ms)", "roundtrip", "p99_ms", LOWER, "{:.2f}"),
+    ("Progress updates in a task (updates/s)", "progress", "value", HIGHER, "{:,.0f}"),
+    ("Solo worker RSS after drain (MB)", "drain_solo", "rss_mb", LOWER, "{:.1f}"),
+]
+# rows whose cell also names the worker setting used
+SHOW_CONFIG = {"drain_multi"}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Process hygiene: every process we start carries BENCH_RUN_ID=<token> in its environment.
+# ----------------------------------------------------------------------------------------
+
+
+def sweep(token: str) -> int:
+    """SIGKILL every process (except us) whose environment holds this run's token."""
+    needle = f"BENCH_RUN_ID={token}".encode()
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in env:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def run_workload(
+    module: str, url: str, workload: str, params: dict, limit: float, token: str
+) -> dict:
+    env = dict(os.environ, BENCH_RUN_ID=token, BENCH_REDIS_URL=url, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.harness",
+        "--adapter",
+        module,
+        "--redis-url",
+        url,
+        "--workload",
+        workload,
+        "--params",
+        json.dumps(params),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        sweep(token)
+        return {"ok": False, "error": f"timeout after {limit:.0f}s"}
+    finally:
+        sweep(token)  # workers are in their own sessions: catch any left behind
+    for line in reversed(out.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    tail = " | ".join(err.strip().splitlines()[-2:])
+    return {"ok": False, "error": f"exit {proc.returncode}: {tail}"[:300]}
+
+
+def flask_jobs_available() -> tuple[bool, str]:
+    if importlib.util.find_spec(FLASK_JOBS[1]) is None:
+        return False, "bench/flask_jobs_bench.py not present yet"
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {FLASK_JOBS[1]} as m; m.ADAPTER"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, BENCH_REDIS_URL="redis://127.0.0.1:1/0"),
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return False, f"bench/flask_jobs_bench.py not importable: {last}"
+    return True, ""
+
+
+# ----------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------
+
+
+def cell_value(entry: dict | None, fld: str) -> float | None:
+    if not entry or not entry.get("ok"):
+        return None
+    v = entry["result"].get(fld)
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def cell_text(entry: dict | None, fld: str, fmt: str, workload: str) -> str:
+    if entry is None:
+        return "-"
+    if not entry.get("ok"):
+        return "n/a" if entry.get("na") else f"error: {entry.get('error', '?')[:60]}"
+    v = cell_value(entry, fld)
+    if v is None:
+        return "-"
+    text = fmt.format(v)
+    if workload in SHOW_CONFIG:
+        text += f" ({entry['result'].get('config', '?')})"
+    if fld == "rss_mb" and entry["result"].get("rss_processes", 1) > 1:
+        text += f" ({entry['result']['rss_processes']} procs)"
+    return text
+
+
+def build_table(results: dict, libs: list[str], anchors: list[str], fj: str | None) -> tuple:
+    header = ["Workload", *libs, "ratio vs best anchor"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows_json = []
+    for label, workload, fld, better, fmt in ROWS:
+        cells = [cell_text(results[lib].get(workload), fld, fmt, workload) for lib in libs]
+        anchor_vals = {a: cell_value(results[a].get(workload), fld) for a in anchors}
+        anchor_vals = {a: v for a, v in anchor_vals.items() if v is not None}
+        ratio_text, ratio = "n/a", None
+        if anchor_vals:
+            pick = max if better == HIGHER else min
+            best = pick(anchor_vals, key=anchor_vals.get)
+            fj_val = cell_value(results[fj].get(workload), fld) if fj else None
+            if fj_val is not None and fj_val > 0 and anchor_vals[best] > 0:
+                ratio = (
+                    fj_val / anchor_vals[best] if better == HIGHER else anchor_vals[best] / fj_val
+                )
+                ratio_text = f"{ratio:.2f}x vs {best}"
+            else:
+                ratio_text = f"n/a (best: {best})"
+        lines.append("| " + " | ".join([label, *cells, ratio_text]) + " |")
+        rows_json.append(
+            {
+                "row": label,
+                "workload": workload,
+                "field": fld,
+                "better": better,
+                "values": {lib: cell_value(results[lib].get(workload), fld) for lib in libs},
+                "ratio_vs_best_anchor": ratio,
+            }
+        )
+    return "\n".join(lines), rows_json
+
+
+def _raise_interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--only",
+        help="comma-separated anchors to run (celery,rq,huey,dramatiq);"
+        " flask-jobs always runs when bench/flask_jobs_bench.py is importable",
+    )
+    ap.add_argument("--quick", action="store_true", help="small N: a fast smoke run")
+    ap.add_argument("--json", help="also write the JSON results to this path")
+    ap.add_argument("--no-flask-jobs", action="store_true", help="run the anchors only")
+    args = ap.parse_args(argv)
+
+    anchors = list(ANCHORS)
+    if args.only:
+        wanted = [x.strip() for x in args.only.split(",") if x.strip()]
+        unknown = [x for x in wanted if x not in ANCHORS and x != FLASK_JOBS[0]]
+        if unknown:
+            ap.error(f"unknown library: {', '.join(unknown)} (choose from {', '.join(ANCHORS)})")
+        anchors = [a for a in anchors if a in wanted]
+    modules = {a: ANCHORS[a] for a in anchors}
+    notes = []
+    fj = None
+    if not args.no_flask_jobs:
+        ok, why = flask_jobs_available()
+        if ok:
+            fj = FLASK_JOBS[0]
+            modules[fj] = FLASK_JOBS[1]
+        else:
+            notes.append(f"flask-jobs column skipped: {why}")
+    libs = list(modules)
+    plan = QUICK if args.quick else FULL
+
+    token = uuid.uuid4().hex
+    # Ctrl-C / SIGTERM must still run the cleanup below.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.perf_counter()
+    server, redis_note = start_private_redis()
+    log(f"private redis: {server.url} ({redis_note})")
+    results: dict[str, dict] = {lib: {} for lib in libs}
+    info: dict[str, dict] = {}
+    try:
+        for lib in libs:
+            entry = run_workload(modules[lib], server.url, "info", {}, 60, token)
+            info[lib] = entry.get("result", {"error": entry.get("error")})
+        for workload, (params, limit) in plan.items():
+            for lib in libs:
+                t0 = time.perf_counter()
+                entry = run_workload(modules[lib], server.url, workload, params, limit, token)
+                results[lib][workload] = entry
+                shown = entry["result"] if entry.get("ok") else entry.get("error")
+                log(
+                    f"[{lib:>10}] {workload:<11} {time.perf_counter() - t0:6.1f}s  "
+                    f"{json.dumps(shown)[:160]}"
+                )
+    except KeyboardInterrupt:
+        notes.append("run interrupted")
+        log("interrupted: cleaning up")
+    finally:
+        sweep(token)
+        server.stop()
+
+    table, rows_json = build_table(results, libs, anchors, fj)
+    wall = time.perf_counter() - started
+    versions = {lib: info.get(lib, {}).get("versions", {}) for lib in libs}
+    print()
+    print(
+        f"## Benchmark ({'quick' if args.quick else 'full'} run, "
+        f"{os.cpu_count()} cores, {wall:.0f}s wall)"
+    )
+    print()
+    print(table)
+    print()
+    print(
+        "Ratio: flask-jobs / best anchor for throughput rows, best anchor / flask-jobs for"
+        " latency and memory rows; > 1 means flask-jobs is better."
+    )
+    for lib in libs:
+        i = info.get(lib, {})
+        v = ", ".join(f"{k} {ver}" for k, ver in i.get("versions", {}).items())
+        solo = results[lib].get("drain_solo", {}).get("result", {}).get("config", i.get("solo"))
+        print(f"- {lib}: {v}; solo worker: `{solo}`; bulk: {i.get('bulk_api', '?')}")
+    for note in notes:
+        print(f"- note: {note}")
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "quick": args.quick,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "redis": redis_note,
+            "wall_s": wall,
+            "params": {w: p for w, (p, _) in plan.items()},
+            "notes": notes,
+        },
+        "versions": versions,
+        "info": info,
+        "results": results,
+        "table": rows_json,
+        "markdown": table,
+    }
+    paths = [RESULTS_DIR / "latest.json"] + ([Path(args.json)] if args.json else [])
+    for path in paths:
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    log(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""flask-jobs: background jobs with live progress for Flask, on Redis, with Celery's API."""
+
+from __future__ import annotations
+
+from .canvas import Signature, chain, group, signature
+from .exceptions import (
+    MaxRetriesExceededError,
+    Retry,
+    SoftTimeLimitExceeded,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    TimeoutError,
+)
+from .extension import Jobs
+from .result import AsyncResult, EagerResult, GroupResult
+from .task import Task
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AsyncResult",
+    "EagerResult",
+    "GroupResult",
+    "Jobs",
+    "MaxRetriesExceededError",
+    "Retry",
+    "Signature",
+    "SoftTimeLimitExceeded",
+    "Task",
+    "TaskRevokedError",
+    "TimeLimitExceeded",
+    "TimeoutError",
+    "chain",
+    "group",
+    "signature",
+]

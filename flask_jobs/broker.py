@@ -1,0 +1,206 @@
+"""Queue movement on Redis: enqueue, claim, write outcomes, give back, reap, revoke, dead letters.
+
+Each operation is one Lua script call (one round trip); the scripts live in ``scripts/`` and
+share ``scripts/lib.lua``. Key names are documented in :mod:`flask_jobs.keys`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from .exceptions import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from .extension import JobsState
+    from .task import Message
+
+log = logging.getLogger("flask_jobs")
+
+#: Messages per enqueue script call; larger groups are sent as several calls in one pipeline.
+ENQUEUE_CHUNK = 1000
+
+
+@functools.cache
+def script_source(name: str) -> str:
+    """The text of ``scripts/<name>.lua`` with the shared library in front of it."""
+    folder = resources.files("flask_jobs") / "scripts"
+    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+class Claimed:
+    """A task a worker claimed: what the claim script returned for it."""
+
+    __slots__ = ("id", "attempt", "deliveries", "ctype", "body", "name")
+
+    def __init__(self, id: str, attempt: int, deliveries: int, ctype: str, body: bytes,
+                 name: str) -> None:
+        self.id, self.attempt, self.deliveries = id, attempt, deliveries
+        self.ctype, self.body, self.name = ctype, body, name
+
+
+class Broker:
+    """Redis operations of one app (see :class:`~flask_jobs.extension.JobsState`)."""
+
+    def __init__(self, state: JobsState, client: redis.Redis) -> None:
+        self.state = state
+        self.client = client
+        self.keys = state.keys
+        self.base = state.keys.base
+        self._enqueue = client.register_script(script_source("enqueue"))
+        self._claim = client.register_script(script_source("claim"))
+        self._write = client.register_script(script_source("write"))
+        self._reap = client.register_script(script_source("reap"))
+        self._revoke = client.register_script(script_source("revoke"))
+
+    # -- producer side -----------------------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[Message]) -> int:
+        """Write PENDING records and queue the messages, atomically per call.
+
+        One round trip however many messages: up to :data:`ENQUEUE_CHUNK` per script call, and
+        several calls go in one pipeline.
+
+        :raises BrokerUnavailable: Redis did not answer in time; the caller should answer 503.
+        """
+        ttl = self.state.result_ttl_ms
+        try:
+            if len(messages) <= ENQUEUE_CHUNK:
+                args: list[Any] = [self.base, ttl, len(messages)]
+                for m in messages:
+                    args.extend(m.fields())
+                return int(self._enqueue(args=args))
+            pipe = self.client.pipeline(transaction=False)
+            for start in range(0, len(messages), ENQUEUE_CHUNK):
+                chunk = messages[start:start + ENQUEUE_CHUNK]
+                args = [self.base, ttl, len(chunk)]
+                for m in chunk:
+                    args.extend(m.fields())
+                self._enqueue(args=args, client=pipe)
+            return sum(int(n) for n in pipe.execute())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
+                f"answer ({exc}). Nothing was queued; try again later."
+            ) from exc
+
+    def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM") -> str | None:
+        """Revoke a task (see ``scripts/revoke.lua``) and tell workers; returns its state."""
+        state = self._revoke(args=[self.base, task_id, self.state.result_ttl_ms, "revoked"])
+        self.client.publish(self.keys.control, json.dumps(
+            {"op": "revoke", "id": task_id, "terminate": bool(terminate), "signal": signal}))
+        return state.decode() if isinstance(state, bytes) else None
+
+    def store_state(self, task_id: str, state: str, meta: Any) -> None:
+        """Write a state and meta to an existing record, without fencing."""
+        data = self.state.codecs.dumps(meta, self.state.result_serializer)
+        key = self.keys.task(task_id)
+        if not self.client.exists(key):
+            raise KeyError(f"Unknown task id {task_id!r}")
+        pipe = self.client.pipeline()
+        pipe.hset(key, mapping={"state": state, "rtype": self.state.result_serializer,
+                                "result": data})
+        pipe.publish(self.keys.events(task_id), state)
+        pipe.execute()
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def claim(self, client: redis.Redis, worker: str, n: int, queues: Sequence[str],
+              writes: Sequence[Sequence[Any]] = ()) -> tuple[list[Claimed], bool, float | None]:
+        """Apply ``writes`` and claim up to ``n`` tasks for ``worker``, in one round trip.
+
+        :returns: the claimed tasks, whether to claim again at once (scan budget exhausted), and
+            seconds until the next delayed task is due (None if none).
+        """
+        st = self.state
+        args: list[Any] = [self.base, worker, n, st.max_deliveries, st.result_ttl_ms,
+                           st.dead_ttl_ms, len(queues), *queues, len(writes)]
+        for w in writes:
+            args.extend(w)
+        out = self._claim(args=args, client=client)
+        count, more, next_due = int(out[0]), bool(out[1]), int(out[2])
+        claimed = []
+        for i in range(3, 3 + count * 6, 6):
+            claimed.append(Claimed(out[i].decode(), int(out[i + 1]), int(out[i + 2]),
+                                   out[i + 3].decode(), out[i + 4], out[i + 5].decode()))
+        return claimed, more, (next_due / 1000.0 if next_due >= 0 else None)
+
+    def write(self, client: redis.Redis, worker: str, writes: Sequence[Sequence[Any]]) -> int:
+        """Apply a batch of worker writes; returns how many were refused as stale."""
+        args: list[Any] = [self.base, worker, self.state.result_ttl_ms, self.state.dead_ttl_ms,
+                           len(writes)]
+        for w in writes:
+            args.extend(w)
+        return int(self._write(args=args, client=client))
+
+    def heartbeat(self, client: redis.Redis, workers: Iterable[str], info: dict[str, Any],
+                  timeout_ms: int) -> None:
+        """Renew the heartbeat keys of ``workers`` and register them, in one round trip."""
+        pipe = client.pipeline(transaction=False)
+        payload = json.dumps(info)
+        names = list(workers)
+        for name in names:
+            pipe.set(self.keys.heartbeat(name), payload, px=timeout_ms)
+        if names:
+            pipe.sadd(self.keys.workers, *names)
+        pipe.execute()
+
+    def reap(self, client: redis.Redis, caller: str, lock_ms: int, give_back: str = "") -> int:
+        """Give back the tasks of dead workers (and of ``give_back``); returns how many."""
+        return int(self._reap(args=[self.base, caller, lock_ms, give_back], client=client))
+
+    def unregister(self, client: redis.Redis, worker: str) -> int:
+        """Remove a stopping worker, giving back anything it still holds."""
+        return self.reap(client, worker, 0, give_back=worker)
+
+    # -- inspection and dead letters ---------------------------------------------------------
+
+    def queue_length(self, queue: str) -> int:
+        """Number of ready tasks in ``queue`` over all priorities."""
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(10):
+            pipe.llen(self.keys.queue(queue, p))
+        return sum(pipe.execute())
+
+    def stats(self) -> dict[str, int]:
+        """The counters (expired, dead, stale_writes, reaped)."""
+        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters, newest first."""
+        return [json.loads(x) for x in self.client.lrange(self.keys.dead_letters, 0, limit - 1)]
+
+    def requeue_dead_letter(self, task_id: str) -> bool:
+        """Queue a dead-lettered task again (its body is kept in its record); True if done."""
+        key = self.keys.task(task_id)
+        f = self.client.hmget(key, "body", "ctype", "name", "queue", "prio", "owner", "group")
+        if f[0] is None:
+            return False
+        from .task import Message
+
+        message = Message(task_id, (f[3] or b"default").decode(), int(f[4] or 5),
+                          (f[2] or b"").decode(), (f[1] or b"json").decode(), f[0], 0, 0,
+                          (f[5] or b"").decode(), "")
+        pipe = self.client.pipeline()
+        pipe.hset(key, "state", "REVOKED")  # make the record replaceable by enqueue
+        pipe.execute()
+        self.enqueue([message])
+        self._remove_dead_letter(task_id)
+        return True
+
+    def _remove_dead_letter(self, task_id: str) -> None:
+        for raw in self.client.lrange(self.keys.dead_letters, 0, -1):
+            if json.loads(raw).get("id") == task_id:
+                self.client.lrem(self.keys.dead_letters, 1, raw)
+
+    def purge_dead_letters(self) -> int:
+        """Delete every dead letter; returns how many there were."""
+        n = self.client.llen(self.keys.dead_letters)
+        self.client.delete(self.keys.dead_letters)
+        return int(n)

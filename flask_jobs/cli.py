@@ -1,0 +1,110 @@
+"""``flask jobs ...``: the worker and the operations commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, ScriptInfo, pass_script_info
+
+from .worker.main import POOLS
+
+jobs_cli = AppGroup("jobs", help="Run flask-jobs workers and inspect queues.")
+
+
+@jobs_cli.command("worker", with_appcontext=False)
+@click.option("-c", "--concurrency", type=click.IntRange(min=1),
+              help="Child processes, threads or greenlets (default: CPUs / 8 / 100).")
+@click.option("-P", "--pool", type=click.Choice(POOLS), default="prefork", show_default=True,
+              help="How tasks run: solo (in this process), threads, gevent, prefork.")
+@click.option("-Q", "--queues", help="Comma-separated queues to consume, highest first.")
+@click.option("-n", "--hostname", help="Node name (default worker@<host>).")
+@click.option("-l", "--loglevel", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                                case_sensitive=False))
+@click.option("--prefetch", type=click.IntRange(min=1),
+              help="Tasks each consumer claims at a time (default JOBS_WORKER_PREFETCH).")
+@click.option("--max-tasks-per-child", type=click.IntRange(min=1),
+              help="Replace a prefork child after this many tasks.")
+@click.option("--shutdown-timeout", type=float,
+              help="Seconds a warm shutdown waits for running tasks (default 25).")
+@pass_script_info
+def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues: str | None,
+                   hostname: str | None, loglevel: str, prefetch: int | None,
+                   max_tasks_per_child: int | None, shutdown_timeout: float | None) -> None:
+    """Start a worker: ``flask --app APP jobs worker -c 4``."""
+    if pool == "gevent":
+        try:
+            from gevent import monkey
+        except ImportError:
+            raise click.UsageError("The gevent pool needs gevent: pip install 'flask-jobs[gevent]'")
+        monkey.patch_all()  # before the app is imported, so its sockets are cooperative
+    from .worker.main import Worker, configure_logging
+
+    app = info.load_app()
+    configure_logging(loglevel)
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    with app.app_context():
+        worker = Worker(app, pool=pool, concurrency=concurrency, queues=queue_list,
+                        hostname=hostname, prefetch=prefetch,
+                        max_tasks_per_child=max_tasks_per_child,
+                        shutdown_timeout=shutdown_timeout)
+        click.echo(worker.banner())
+    sys.exit(worker.start())
+
+
+@jobs_cli.command("queues")
+def queues_command() -> None:
+    """Show queue lengths, workers and counters."""
+    state = current_app.extensions["jobs"]
+    broker = state.broker
+    client = state.client
+    names = sorted({k.decode().split(":")[-2] for k in client.scan_iter(
+        f"{state.keys.prefix}:q:*")} | {state.default_queue})
+    for name in names:
+        click.echo(f"queue {name}: {broker.queue_length(name)} ready")
+    click.echo(f"delayed: {client.zcard(state.keys.delayed)}")
+    click.echo(f"workers: {client.scard(state.keys.workers)}")
+    click.echo(f"dead letters: {client.llen(state.keys.dead_letters)}")
+    for key, value in sorted(broker.stats().items()):
+        click.echo(f"{key}: {value}")
+
+
+@jobs_cli.group("dlq")
+def dlq_group() -> None:
+    """List, requeue or purge dead-lettered tasks."""
+
+
+@dlq_group.command("list")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def dlq_list(limit: int, as_json: bool) -> None:
+    """Show the newest dead letters with their reason."""
+    for entry in current_app.extensions["jobs"].broker.dead_letters(limit):
+        if as_json:
+            click.echo(json.dumps(entry))
+        else:
+            click.echo(f"{entry['id']}  {entry.get('name') or '?'}  {entry['reason']}")
+
+
+@dlq_group.command("requeue")
+@click.argument("task_ids", nargs=-1, required=True)
+def dlq_requeue(task_ids: tuple[str, ...]) -> None:
+    """Queue dead-lettered tasks again (their messages are kept with their records)."""
+    broker = current_app.extensions["jobs"].broker
+    failed = [t for t in task_ids if not broker.requeue_dead_letter(t)]
+    for t in task_ids:
+        if t not in failed:
+            click.echo(f"requeued {t}")
+    if failed:
+        raise click.ClickException(f"no message kept for: {', '.join(failed)} (expired?)")
+
+
+@dlq_group.command("purge")
+@click.confirmation_option(prompt="Delete every dead letter?")
+def dlq_purge() -> None:
+    """Delete every dead letter."""
+    n = current_app.extensions["jobs"].broker.purge_dead_letters()
+    click.echo(f"purged {n} dead letter(s)")

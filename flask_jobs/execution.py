@@ -1,0 +1,267 @@
+"""Run one task: app context, signals, hooks, retries, and the outcome to record.
+
+Used by the worker for every delivery, and by :meth:`Task.apply` (eager mode) locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback as _tb
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from . import signals, states
+from .exceptions import EncodeError, Retry, TaskRevokedError, TimeLimitExceeded, describe
+from .task import Context, ExceptionInfo, Task
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .result import EagerResult
+
+log = logging.getLogger("flask_jobs.worker")
+
+
+class Terminated(BaseException):  # noqa: N818 - not an error of the task's
+    """Raised inside a task that is revoked with ``terminate=True``.
+
+    A BaseException, so a task's ``except Exception`` cannot swallow it.
+    """
+
+
+class HardTimeLimit(BaseException):  # noqa: N818
+    """Raised inside a task that ran past its hard ``time_limit``."""
+
+
+class Outcome:
+    """The result of one run, ready to be written.
+
+    ``state`` is SUCCESS, FAILURE, RETRY or REVOKED; ``value`` the return value, the failure's
+    description dict, or the retry's cause; ``countdown`` and ``retry_body`` for RETRY.
+    """
+
+    __slots__ = ("state", "value", "exception", "traceback", "countdown", "retry_body", "retval")
+
+    def __init__(self, state: str, value: Any = None, exception: BaseException | None = None,
+                 traceback: str = "", countdown: float = 0.0,
+                 retry_body: dict[str, Any] | None = None, retval: Any = None) -> None:
+        self.state, self.value, self.exception, self.traceback = state, value, exception, traceback
+        self.countdown, self.retry_body, self.retval = countdown, retry_body, retval
+
+
+def _backoff(task: Task, retries: int) -> float:
+    factor = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
+    countdown = min(factor * (2 ** retries), float(task.retry_backoff_max))
+    if task.retry_jitter:
+        countdown = random.uniform(0, countdown)  # full jitter spreads a thundering herd
+    return countdown
+
+
+def _auto_retry(task: Task, exc: Exception) -> Retry | None:
+    """Turn ``exc`` into a Retry if the task asks for automatic retries of it (else None).
+
+    Raises ``exc`` again (through :meth:`Task.retry`) when no retries are left.
+    """
+    if not task.autoretry_for or not isinstance(exc, task.autoretry_for):
+        return None
+    options = dict(task.retry_kwargs)
+    if "countdown" not in options and task.retry_backoff:
+        options["countdown"] = _backoff(task, task.request.retries)
+    return task.retry(exc=exc, throw=False, **options)
+
+
+def execute(task: Task, request: Context, app: Flask, limits: Any = None,
+            result_serializer: Any = None) -> Outcome:
+    """Run ``task`` for ``request`` inside ``app``'s context and return the :class:`Outcome`.
+
+    Never raises for anything the task does (except ``KeyboardInterrupt``); hooks and signal
+    receivers that raise are logged and ignored.
+
+    :param limits: arms the time limits, a callable ``(soft, hard) -> disarm`` (pool specific).
+    :param result_serializer: ``dumps(value) -> bytes``; a return value it cannot encode fails
+        the task with :class:`EncodeError` instead of breaking the worker.
+    """
+    args, kwargs, task_id = request.args, request.kwargs, request.id
+    task.push_request(request)
+    einfo: ExceptionInfo | None = None
+    outcome: Outcome
+    try:
+        with app.app_context():
+            signals.send(signals.task_prerun, task, task_id=task_id, task=task, args=args,
+                         kwargs=kwargs)
+            disarm = None
+            try:
+                soft = request.soft_time_limit or task.soft_time_limit
+                hard = request.time_limit or task.time_limit
+                if limits is not None and (soft or hard):
+                    disarm = limits(soft, hard)
+                try:
+                    retval = task.run(*args, **kwargs)
+                finally:
+                    if disarm is not None:
+                        disarm()
+            except Retry as retry:
+                outcome = _retry_outcome(task, request, retry)
+            except Terminated:
+                outcome = Outcome(states.REVOKED, describe(TaskRevokedError("terminated")))
+            except HardTimeLimit:
+                exc = TimeLimitExceeded(f"Task ran longer than its time limit ({hard}s)")
+                outcome = Outcome(states.FAILURE, describe(exc), exc, _format(exc))
+            except Exception as exc:
+                try:
+                    retry = _auto_retry(task, exc)
+                except Retry as r:  # pragma: no cover - throw=False never raises Retry
+                    retry = r
+                except Exception as final:
+                    exc = final
+                    retry = None
+                if retry is not None:
+                    outcome = _retry_outcome(task, request, retry)
+                else:
+                    outcome = Outcome(states.FAILURE, describe(exc), exc, _format(exc))
+            else:
+                outcome = Outcome(states.SUCCESS, retval, retval=retval)
+                if result_serializer is not None and not _ignores_result(task, request):
+                    try:
+                        outcome.value = result_serializer(retval)
+                    except EncodeError as exc:
+                        err = EncodeError(
+                            f"Task {task.name!r} returned a {type(retval).__qualname__}, which "
+                            f"the result serializer cannot encode: {exc}"
+                        )
+                        outcome = Outcome(states.FAILURE, describe(err), err, _format(err))
+            if outcome.exception is not None:
+                einfo = ExceptionInfo(outcome.exception, outcome.traceback)
+            _run_hooks(task, request, outcome, einfo)
+            signals.send(signals.task_postrun, task, task_id=task_id, task=task, args=args,
+                         kwargs=kwargs, retval=outcome.retval, state=outcome.state)
+    finally:
+        task.pop_request()
+    return outcome
+
+
+def _ignores_result(task: Task, request: Context) -> bool:
+    return bool(task.ignore_result if request.ignore_result is None else request.ignore_result)
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(_tb.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _retry_outcome(task: Task, request: Context, retry: Retry) -> Outcome:
+    cause = retry.exc if retry.exc is not None else retry
+    body: dict[str, Any] = {
+        "id": request.id,
+        "task": task.name,
+        "args": getattr(retry, "args_override", None) or request.args,
+        "kwargs": getattr(retry, "kwargs_override", None) or request.kwargs,
+        "retries": request.retries + 1,
+    }
+    for key in ("headers", "link", "link_error", "group", "parent_id", "root_id", "owner",
+                "time_limit", "soft_time_limit", "ignore_result"):
+        value = getattr(request, key, None)
+        if value is not None and value != {}:
+            body[key] = value
+    return Outcome(states.RETRY, describe(cause), cause, _format(cause),
+                   countdown=retry.when or 0.0, retry_body=body)
+
+
+def _run_hooks(task: Task, request: Context, outcome: Outcome,
+               einfo: ExceptionInfo | None) -> None:
+    """Call the task's hooks and the outcome's signal; their errors never reach the worker."""
+    args, kwargs, task_id = request.args, request.kwargs, request.id
+    try:
+        if outcome.state == states.SUCCESS:
+            task.on_success(outcome.retval, task_id, args, kwargs)
+            signals.send(signals.task_success, task, result=outcome.retval)
+        elif outcome.state == states.RETRY:
+            task.on_retry(outcome.exception, task_id, args, kwargs, einfo)
+            signals.send(signals.task_retry, task, request=request, reason=outcome.exception,
+                         einfo=einfo)
+        elif outcome.state == states.FAILURE:
+            task.on_failure(outcome.exception, task_id, args, kwargs, einfo)
+            signals.send(signals.task_failure, task, task_id=task_id,
+                         exception=outcome.exception, traceback=outcome.traceback, args=args,
+                         kwargs=kwargs, einfo=einfo)
+        elif outcome.state == states.REVOKED:
+            signals.send(signals.task_revoked, task, request=request, terminated=True,
+                         expired=False)
+        if outcome.state != states.RETRY:
+            task.after_return(outcome.state, outcome.retval, task_id, args, kwargs, einfo)
+    except Exception:
+        log.exception("A hook of task %s[%s] raised; ignoring it", task.name, task_id)
+
+
+class EagerReporter:
+    """Progress reporter of an eager run: keeps the last state in the :class:`EagerResult`."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+        self.meta: Any = None
+        self.count = 0
+
+    def report(self, state: str, meta: Any) -> None:
+        """Remember ``state`` and ``meta``."""
+        self.state, self.meta = state, meta
+        self.count += 1
+        signals.send(signals.task_progress, None, task_id=None, state=state, meta=meta)
+
+    def progress(self, current: float, total: float | None, status: str | None,
+                 extra: dict[str, Any]) -> None:
+        """Remember a ``PROGRESS`` report."""
+        self.report(states.PROGRESS, progress_meta(current, total, status, extra))
+
+
+def progress_meta(current: float, total: float | None, status: str | None,
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    """The meta dict of a :meth:`Task.progress` call (Celery's progress-bar shape)."""
+    meta: dict[str, Any] = {"current": current, "total": total}
+    if status is not None:
+        meta["status"] = status
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], task_id: str | None,
+                options: dict[str, Any]) -> EagerResult:
+    """Run a task in this process (``apply()`` and :data:`JOBS_ALWAYS_EAGER`).
+
+    Retries run again at once; the final state is returned as an :class:`EagerResult`.
+    """
+    from flask import current_app, has_app_context
+
+    from .result import EagerResult
+
+    state = task.jobs.state()
+    app = current_app._get_current_object() if has_app_context() else state.app  # type: ignore[attr-defined]
+    task_id = task_id or str(uuid.uuid4())
+    retries = 0
+    while True:
+        reporter = EagerReporter()
+        request = Context(id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
+                          is_eager=True, called_directly=False, hostname="eager",
+                          delivery_info={"queue": options.get("queue")},
+                          headers=options.get("headers") or {}, reporter=reporter,
+                          owner=options.get("owner"))
+        outcome = execute(task, request, app)
+        if outcome.state != states.RETRY:
+            break
+        retries += 1
+        body = outcome.retry_body or {}
+        args, kwargs = body.get("args", args), body.get("kwargs", kwargs)
+    if outcome.state == states.SUCCESS:
+        for sig in options.get("link") and _as_list(options["link"]) or ():
+            sig.clone(args=(outcome.retval,)).apply() if not sig.get("immutable") else sig.apply()
+    return EagerResult(task_id, outcome.state, outcome.retval if outcome.state == states.SUCCESS
+                       else outcome.exception, outcome.traceback, jobs=task.jobs,
+                       propagate=state.eager_propagates, last_meta=reporter.meta,
+                       task_name=task.name)
+
+
+def _as_list(value: Any) -> list[Any]:
+    from .canvas import signature
+
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [signature(s) for s in items]

@@ -1,0 +1,119 @@
+"""Every Redis key flask-jobs uses, in one place.
+
+``P`` is :data:`JOBS_KEY_PREFIX` followed by a colon (``jobs:`` by default).
+
+=============================  ======  ==============================================================
+key                            type    what it holds, and when it goes away
+=============================  ======  ==============================================================
+``P t:<id>``                   hash    The task record: ``state``, ``name``, ``queue``, ``prio``,
+                                       ``ctype`` + ``body`` (the message, until a final state),
+                                       ``att`` (delivery attempt, the fencing token), ``dlv``
+                                       (deliveries since the last enqueue), ``worker``, ``rtype`` +
+                                       ``result`` (result or meta), ``tb``, ``done``, ``upd``,
+                                       ``exp``, ``owner``, ``reason``. Written at enqueue, expires
+                                       :data:`JOBS_RESULT_EXPIRES` after its last write (a delayed
+                                       task's record lives until its due time plus that).
+``P q:<queue>:<prio>``         list    Ready task ids of one queue and priority (0-9, 9 runs first).
+                                       LPUSH at enqueue, RPOP at claim. Empty lists vanish.
+``P m:<queue>``                zset    Wake-up marker (one member ``0``) set at enqueue; idle workers
+                                       block on it with BZPOPMIN, so nobody polls.
+``P g:<group>``                 list    Member task ids of a group, in order; expires with the records.
+``P delayed``                  zset    Ids of countdown/eta/retry tasks, scored by due time in
+                                       Redis-server milliseconds. Moved to their queue by claims.
+``P w:<worker>:active``        hash    Task id -> attempt, for each task a worker has claimed and not
+                                       finished. Deleted at clean shutdown or by the reaper.
+``P hb:<worker>``              string  Worker heartbeat (JSON info), ``PX`` = orphan timeout. When it
+                                       is gone the reaper gives the worker's tasks back.
+``P workers``                  set     Names of workers that may own active tasks.
+``P lock:reaper``              string  Mutex for the reaper (``SET NX PX``).
+``P dlq``                      list    Dead letters: JSON ``{id, name, reason, at, body}``; capped.
+``P stats``                    hash    Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``.
+``P ev:<id>``                  channel Pub/sub: the new state of a task, published on each change.
+``P control``                  channel Pub/sub: broadcast commands to workers (revoke).
+=============================  ======  ==============================================================
+
+The Lua scripts in ``scripts/`` build the same names from the prefix; this module and the header
+of ``scripts/lib.lua`` must agree. All keys of a deployment share the prefix, so a hash tag in the
+prefix (``JOBS_KEY_PREFIX = "{jobs}"``) puts them in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Priorities are 0-9; a higher number runs first. Tasks without one get this.
+DEFAULT_PRIORITY = 5
+PRIORITIES = range(10)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one prefix.
+
+    :param prefix: the configured :data:`JOBS_KEY_PREFIX`, without the trailing colon.
+    """
+
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        """The prefix with its separator, as the Lua scripts receive it."""
+        return f"{self.prefix}:"
+
+    def task(self, task_id: str) -> str:
+        """The task record hash."""
+        return f"{self.prefix}:t:{task_id}"
+
+    def queue(self, queue: str, priority: int = DEFAULT_PRIORITY) -> str:
+        """The ready list of one queue and priority."""
+        return f"{self.prefix}:q:{queue}:{priority}"
+
+    def marker(self, queue: str) -> str:
+        """The wake-up marker of a queue."""
+        return f"{self.prefix}:m:{queue}"
+
+    def group(self, group_id: str) -> str:
+        """The member list of a group."""
+        return f"{self.prefix}:g:{group_id}"
+
+    @property
+    def delayed(self) -> str:
+        """The sorted set of delayed task ids."""
+        return f"{self.prefix}:delayed"
+
+    def active(self, worker: str) -> str:
+        """The hash of tasks claimed by a worker."""
+        return f"{self.prefix}:w:{worker}:active"
+
+    def heartbeat(self, worker: str) -> str:
+        """The heartbeat key of a worker."""
+        return f"{self.prefix}:hb:{worker}"
+
+    @property
+    def workers(self) -> str:
+        """The set of registered workers."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def reaper_lock(self) -> str:
+        """The reaper's mutex."""
+        return f"{self.prefix}:lock:reaper"
+
+    @property
+    def dead_letters(self) -> str:
+        """The dead-letter list."""
+        return f"{self.prefix}:dlq"
+
+    @property
+    def stats(self) -> str:
+        """The counters hash."""
+        return f"{self.prefix}:stats"
+
+    def events(self, task_id: str) -> str:
+        """The pub/sub channel of a task's changes."""
+        return f"{self.prefix}:ev:{task_id}"
+
+    @property
+    def control(self) -> str:
+        """The broadcast channel to workers."""
+        return f"{self.prefix}:control"

@@ -1,0 +1,78 @@
+-- claim.lua: acknowledge a batch of writes, move due delayed tasks to their queues, and claim up
+-- to N ready tasks for one worker, in one round trip.
+-- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, nqueues, queue..., then
+--       the write batch (apply_writes in lib.lua).
+-- Returns {claimed, more, next_due_ms, then 6 fields per task: id, attempt, deliveries, ctype,
+-- body, name}. more = 1 when the scan budget ran out (e.g. a long run of expired tasks) and the
+-- caller should claim again at once instead of sleeping. next_due_ms = -1 when nothing is delayed.
+local worker, n, max_dlv = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ttl, dead_ttl, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local stale = apply_writes(worker, 8 + nq, ttl, dead_ttl)
+
+-- Due delayed tasks go to the tail of their queue (bounded per call; the rest next time).
+local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', 0, 500)
+for _, id in ipairs(due) do
+  redis.call('ZREM', P .. 'delayed', id)
+  local f = redis.call('HMGET', tkey(id), 'state', 'queue', 'prio')
+  if f[1] and not FINAL[f[1]] then push_ready(id, f[2], f[3], false) end
+end
+
+local out = {0, 0, -1}
+local claimed, more = 0, 0
+-- Expired or revoked ids are dropped cheaply but still bounded per call, so a backlog of
+-- thousands of them cannot make one call slow, and fresh tasks behind them still flow.
+local budget = n + 1000
+local active = P .. 'w:' .. worker .. ':active'
+for qi = 1, nq do
+  local queue = ARGV[7 + qi]
+  for prio = 9, 0, -1 do
+    local lk = P .. 'q:' .. queue .. ':' .. prio
+    while claimed < n and budget > 0 do
+      local id = redis.call('RPOP', lk)
+      if not id then break end
+      budget = budget - 1
+      local rk = tkey(id)
+      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name')
+      local state = f[1]
+      if not state then
+        dead_letter(id, '', 'record missing (expired before it ran)', dead_ttl)
+      elseif FINAL[state] then
+        -- revoked while queued, or finished by an earlier delivery: nothing to run
+      elseif f[2] and tonumber(f[2]) <= NOW then
+        redis.call('HSET', rk, 'state', 'REVOKED', 'reason', 'expired', 'done', NOW, 'upd', NOW)
+        redis.call('HDEL', rk, 'body')
+        redis.call('PEXPIRE', rk, ttl)
+        redis.call('HINCRBY', P .. 'stats', 'expired', 1)
+        publish(id, 'REVOKED')
+      else
+        local dlv = redis.call('HINCRBY', rk, 'dlv', 1)
+        if dlv > max_dlv then
+          dead_letter(id, f[5], 'delivered ' .. (dlv - 1) .. ' times without finishing', dead_ttl)
+        else
+          local att = redis.call('HINCRBY', rk, 'att', 1)
+          redis.call('HSET', rk, 'worker', worker)
+          redis.call('PERSIST', rk)
+          redis.call('HSET', active, id, att)
+          out[#out + 1] = id
+          out[#out + 1] = att
+          out[#out + 1] = dlv
+          out[#out + 1] = f[3]
+          out[#out + 1] = f[4]
+          out[#out + 1] = f[5]
+          claimed = claimed + 1
+        end
+      end
+    end
+    if claimed >= n or budget <= 0 then break end
+  end
+  if claimed >= n then
+    -- probably more waiting: wake another idle worker
+    redis.call('ZADD', P .. 'm:' .. queue, 0, '0')
+    break
+  end
+  if budget <= 0 then more = 1 break end
+end
+out[1], out[2] = claimed, more
+local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+if first[2] then out[3] = math.max(0, tonumber(first[2]) - NOW) end
+return out

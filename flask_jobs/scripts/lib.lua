@@ -1,0 +1,115 @@
+-- lib.lua: helpers shared by every flask-jobs script; prepended to each one when it is loaded.
+--
+-- ARGV[1] is always the key prefix with its colon ("jobs:"). Key names mirror flask_jobs/keys.py:
+--   t:<id> task record hash | q:<queue>:<prio> ready list | m:<queue> wake marker zset
+--   delayed zset | w:<worker>:active hash | hb:<worker> | workers set | dlq list | stats hash
+--   ev:<id> pub/sub channel | lock:reaper
+-- Time always comes from this server (TIME), never from a client clock.
+
+-- Redis 6.2 refuses writes after TIME unless effects replication is on (7.x always is).
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+
+local P = ARGV[1]
+local FINAL = {SUCCESS = true, FAILURE = true, REVOKED = true}
+local DLQ_CAP = 10000
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function tkey(id) return P .. 't:' .. id end
+
+local function publish(id, state) redis.call('PUBLISH', P .. 'ev:' .. id, state) end
+
+-- Put an id on its ready list (at the front when given back) and wake an idle worker.
+local function push_ready(id, queue, prio, front)
+  local lk = P .. 'q:' .. queue .. ':' .. prio
+  if front then redis.call('RPUSH', lk, id) else redis.call('LPUSH', lk, id) end
+  redis.call('ZADD', P .. 'm:' .. queue, 0, '0')
+end
+
+-- Quarantine a task: FAILURE with the reason, body kept for `flask jobs dlq requeue`.
+local function dead_letter(id, name, reason, dead_ttl)
+  local rk = tkey(id)
+  if redis.call('EXISTS', rk) == 1 then
+    redis.call('HSET', rk, 'state', 'FAILURE', 'rtype', 'json',
+      'result', cjson.encode({exc_type = 'DeadLetteredError', exc_message = reason}),
+      'reason', reason, 'done', NOW, 'upd', NOW)
+    redis.call('PEXPIRE', rk, dead_ttl)
+    publish(id, 'FAILURE')
+  end
+  redis.call('LPUSH', P .. 'dlq',
+    cjson.encode({id = id, name = name or '', reason = reason, at = NOW}))
+  redis.call('LTRIM', P .. 'dlq', 0, DLQ_CAP - 1)
+  redis.call('HINCRBY', P .. 'stats', 'dead', 1)
+end
+
+-- Apply a batch of worker writes. ARGV[base] = count, then 9 fields each:
+--   kind, id, attempt, state, rtype, result, traceback, opt, body
+-- kind S = started, P = progress/custom state, F = final state (opt 'i' = ignore result),
+-- R = retry (opt = countdown ms, body = new message), L = give back unstarted (shutdown),
+-- D = dead-letter (result = reason, opt = task name).
+-- A write is applied only while the task is still in this worker's active hash with the same
+-- attempt (the fencing token) and not final: a zombie cannot overwrite a newer attempt.
+local function apply_writes(worker, base, ttl, dead_ttl)
+  local n = tonumber(ARGV[base])
+  local active = P .. 'w:' .. worker .. ':active'
+  local stale = 0
+  local i = base + 1
+  for _ = 1, n do
+    local kind, id, att = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local state, rtype, result = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local tb, opt, body = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+    i = i + 9
+    local rk = tkey(id)
+    local cur = redis.call('HGET', rk, 'state')
+    if redis.call('HGET', active, id) ~= att or not cur then
+      stale = stale + 1
+    elseif FINAL[cur] then
+      -- revoked while it sat in this worker's prefetch buffer: drop our write, keep REVOKED
+      redis.call('HDEL', active, id)
+    elseif kind == 'S' then
+      redis.call('HSET', rk, 'state', 'STARTED', 'upd', NOW)
+      publish(id, 'STARTED')
+    elseif kind == 'P' then
+      redis.call('HSET', rk, 'state', state, 'rtype', rtype, 'result', result, 'upd', NOW)
+      publish(id, state)
+    elseif kind == 'F' then
+      redis.call('HDEL', active, id)
+      if opt == 'i' then
+        redis.call('HSET', rk, 'state', state, 'done', NOW, 'upd', NOW)
+        redis.call('HDEL', rk, 'body', 'result', 'rtype')
+      else
+        redis.call('HSET', rk, 'state', state, 'rtype', rtype, 'result', result, 'tb', tb,
+          'done', NOW, 'upd', NOW)
+        redis.call('HDEL', rk, 'body')
+      end
+      redis.call('PEXPIRE', rk, ttl)
+      publish(id, state)
+    elseif kind == 'R' then
+      redis.call('HDEL', active, id)
+      redis.call('HSET', rk, 'state', 'RETRY', 'rtype', rtype, 'result', result, 'tb', tb,
+        'body', body, 'dlv', 0, 'upd', NOW)
+      local countdown = tonumber(opt) or 0
+      if countdown > 0 then
+        redis.call('ZADD', P .. 'delayed', NOW + countdown, id)
+      else
+        local qp = redis.call('HMGET', rk, 'queue', 'prio')
+        push_ready(id, qp[1], qp[2], false)
+      end
+      redis.call('PEXPIRE', rk, ttl + countdown)
+      publish(id, 'RETRY')
+    elseif kind == 'L' then
+      redis.call('HDEL', active, id)
+      redis.call('HINCRBY', rk, 'dlv', -1)
+      local qp = redis.call('HMGET', rk, 'queue', 'prio')
+      push_ready(id, qp[1], qp[2], true)
+    elseif kind == 'D' then
+      redis.call('HDEL', active, id)
+      dead_letter(id, opt, result, dead_ttl)
+    end
+  end
+  if stale > 0 then redis.call('HINCRBY', P .. 'stats', 'stale_writes', stale) end
+  return stale
+end

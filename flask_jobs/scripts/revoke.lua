@@ -1,0 +1,18 @@
+-- revoke.lua: cancel a task. A queued or delayed task becomes REVOKED at once (workers skip it);
+-- a running one is flagged, and the caller broadcasts to workers when terminate is asked.
+-- ARGV: prefix, id, result_ttl_ms, reason. Returns the state after the call, or false if unknown.
+local id, ttl, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local rk = tkey(id)
+local state = redis.call('HGET', rk, 'state')
+if not state then return false end
+if FINAL[state] then return state end
+if state == 'PENDING' or state == 'RETRY' then
+  redis.call('ZREM', P .. 'delayed', id)
+  redis.call('HSET', rk, 'state', 'REVOKED', 'reason', reason, 'done', NOW, 'upd', NOW)
+  redis.call('HDEL', rk, 'body')
+  redis.call('PEXPIRE', rk, ttl)
+  publish(id, 'REVOKED')
+  return 'REVOKED'
+end
+redis.call('HSET', rk, 'revoked', reason)
+return state

@@ -1,0 +1,27 @@
+"""Task states, with Celery's names and meanings."""
+
+from __future__ import annotations
+
+#: Waiting in a queue, delayed, or unknown to Celery (for us: queued; unknown ids are ``None``).
+PENDING = "PENDING"
+#: Received by a worker and running.
+STARTED = "STARTED"
+#: The conventional custom state for progress reports.
+PROGRESS = "PROGRESS"
+#: Failed, and queued again for another try.
+RETRY = "RETRY"
+#: Finished and returned a value.
+SUCCESS = "SUCCESS"
+#: Raised an exception, or was dead-lettered.
+FAILURE = "FAILURE"
+#: Cancelled, or discarded because it expired.
+REVOKED = "REVOKED"
+
+#: States after which nothing changes.
+READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
+#: States in which the task is not finished.
+UNREADY_STATES = frozenset({PENDING, STARTED, PROGRESS, RETRY})
+#: States whose result is an exception.
+EXCEPTION_STATES = frozenset({FAILURE, RETRY, REVOKED})
+#: States in which the task will still run or is running.
+ALL_STATES = READY_STATES | UNREADY_STATES

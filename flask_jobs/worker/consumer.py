@@ -1,0 +1,224 @@
+"""The consumer loop: claim, run inside the app context, record the outcome. One screen.
+
+A worker process runs one consumer (solo, prefork child) or several (threads, gevent) over the
+same :class:`Runtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from .. import signals, states
+from ..exceptions import ContentDisallowed, DecodeError, TaskRevokedError, describe
+from ..execution import Outcome, execute
+from ..task import Context
+from .writer import Reporter, Writer
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ..broker import Claimed
+    from ..extension import JobsState
+
+log = logging.getLogger("flask_jobs.worker")
+
+#: Longest an idle consumer blocks before it claims again (also bounds a lost wake-up).
+IDLE_WAIT = 1.0
+
+
+class Wakeup(BaseException):  # noqa: N818
+    """Raised by a signal handler to break a consumer out of its blocking wait."""
+
+
+class Runtime:
+    """What every consumer of one worker process shares.
+
+    :param name: the identity that owns claimed tasks in Redis (unique per process).
+    :param hostname: the worker's node name, shown as ``request.hostname``.
+    """
+
+    def __init__(self, app: Flask, name: str, hostname: str, queues: list[str], prefetch: int,
+                 limits: Callable[..., Any] | None = None,
+                 max_tasks: int | None = None) -> None:
+        self.app = app
+        self.state: JobsState = app.extensions["jobs"]
+        self.jobs = self.state.jobs
+        self.name = name
+        self.hostname = hostname
+        self.queues = queues
+        self.prefetch = max(1, prefetch)
+        self.limits = limits
+        self.max_tasks = max_tasks
+        self.writer = Writer(self.state, name)
+        self.stop_event = threading.Event()
+        #: task id -> (thread ident, consumer) of what runs now, for revoke(terminate=True).
+        self.current: dict[str, tuple[int, Consumer]] = {}
+        #: Ids revoked by broadcast: skipped if they are in a prefetch buffer.
+        self.revoked: set[str] = set()
+        self.tasks_done = 0
+        #: The prefork slot shared with the parent (children only).
+        self.slot: Any = None
+        #: Set by a revoke(terminate=True) aimed at the main thread (solo).
+        self.terminate_target: str | None = None
+        self._result_dumps = self.state.codecs.dumps
+        self._result_serializer = self.state.result_serializer
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a shutdown was asked for."""
+        return self.stop_event.is_set()
+
+    def dump_result(self, value: Any) -> bytes:
+        """Encode a return value with the result serializer."""
+        return self._result_dumps(value, self._result_serializer)
+
+    def flush(self, client: redis.Redis, final: bool = True) -> None:
+        """Send due writes now (used by the flusher and at shutdown)."""
+        writes = self.writer.collect(final=final)
+        if not writes:
+            return
+        try:
+            stale = self.state.broker.write(client, self.name, writes)
+        except Exception:
+            self.writer.putback(writes)
+            raise
+        if stale:
+            log.warning("%d write(s) refused: this worker lost those tasks to another delivery",
+                        stale)
+
+
+class Consumer:
+    """One loop that claims and runs tasks, one at a time."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.local: deque[Claimed] = deque()
+        self.waiting = False
+        self.client = runtime.state.make_client(blocking=True)
+
+    def run(self) -> None:
+        """Loop until the runtime stops; then give back what was claimed but not started."""
+        rt, broker, writer = self.rt, self.rt.state.broker, self.rt.writer
+        markers = [rt.state.keys.marker(q) for q in rt.queues]
+        backoff = 0.0
+        while not rt.stopping:
+            try:
+                if not self.local:
+                    writes = writer.collect(final=True)
+                    try:
+                        claimed, more, due = broker.claim(self.client, rt.name, rt.prefetch,
+                                                          rt.queues, writes)
+                    except BaseException:
+                        writer.putback(writes)
+                        raise
+                    backoff = 0.0
+                    if not claimed:
+                        if not more and (due is None or due > 0.002):
+                            self._wait(markers, IDLE_WAIT if due is None else min(due, IDLE_WAIT))
+                        continue
+                    self.local.extend(claimed)
+                self.run_one(self.local.popleft())
+                if rt.max_tasks and rt.tasks_done >= rt.max_tasks:
+                    rt.stop_event.set()
+            except Wakeup:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                backoff = min(5.0, backoff * 2 or 0.1)
+                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                self.client.connection_pool.disconnect()
+                rt.stop_event.wait(backoff)
+        for claimed in self.local:  # prefetched, never started: back to the front of the queue
+            writer.add(("L", claimed.id, claimed.attempt, "", "", "", "", "", ""))
+        self.local.clear()
+
+    def _wait(self, markers: list[str], timeout: float) -> None:
+        self.waiting = True
+        try:
+            if not self.rt.stopping:
+                self.client.bzpopmin(markers, timeout=max(timeout, 0.01))
+        finally:
+            self.waiting = False
+
+    def run_one(self, claimed: Claimed) -> None:
+        """Decode, run and record one claimed task."""
+        rt, writer = self.rt, self.rt.writer
+        reporter = Reporter(claimed.id, claimed.attempt)
+        if claimed.id in rt.revoked:
+            writer.finished(reporter, Outcome(states.REVOKED, describe(TaskRevokedError(
+                "revoked"))))
+            return
+        try:
+            body = rt.state.codecs.loads(claimed.body, claimed.ctype)
+            task = rt.jobs.tasks[claimed.name]
+        except (ContentDisallowed, DecodeError, KeyError) as exc:
+            reason = (f"task {claimed.name!r} is not registered on this worker"
+                      if isinstance(exc, KeyError) else str(exc))
+            log.error("Dead-lettering task %s[%s]: %s", claimed.name, claimed.id, reason)
+            writer.add(("D", claimed.id, claimed.attempt, "", "", reason, "", claimed.name, ""))
+            return
+        request = Context(
+            id=claimed.id, task=claimed.name, args=body.get("args") or [],
+            kwargs=body.get("kwargs") or {}, retries=body.get("retries", 0),
+            hostname=rt.hostname, delivery_attempt=claimed.deliveries, attempt=claimed.attempt,
+            eta=body.get("eta"), headers=body.get("headers") or {}, group=body.get("group"),
+            parent_id=body.get("parent_id"), root_id=body.get("root_id"),
+            owner=body.get("owner"), time_limit=body.get("time_limit"),
+            soft_time_limit=body.get("soft_time_limit"), link=body.get("link"),
+            link_error=body.get("link_error"), ignore_result=body.get("ignore_result"),
+            called_directly=False, reporter=reporter,
+        )
+        signals.send(signals.task_received, task, request=request)
+        writer.started(reporter)
+        rt.current[claimed.id] = (threading.get_ident(), self)
+        slot = rt.slot
+        if slot is not None:
+            slot.set(claimed.id, claimed.attempt, request.time_limit or task.time_limit)
+        try:
+            outcome = execute(task, request, rt.app, rt.limits, rt.dump_result)
+        finally:
+            rt.current.pop(claimed.id, None)
+            if slot is not None:
+                slot.clear()
+        retry_body = b""
+        if outcome.state == states.RETRY and outcome.retry_body is not None:
+            retry_body = rt.state.codecs.dumps(outcome.retry_body, claimed.ctype)
+        ignore = bool(task.ignore_result if request.ignore_result is None
+                      else request.ignore_result)
+        writer.finished(reporter, outcome, retry_body, ignore)
+        rt.tasks_done += 1
+        if outcome.state == states.SUCCESS and request.link:
+            self._callbacks(request.link, (outcome.retval,))
+        elif outcome.state == states.FAILURE and request.link_error:
+            self._callbacks(request.link_error, (request.id,))
+
+    def _callbacks(self, sigs: list[dict[str, Any]], args: tuple[Any, ...]) -> None:
+        from ..canvas import signature
+
+        with self.rt.app.app_context():
+            for sig in sigs:
+                try:
+                    s = signature(sig, app=self.rt.jobs)
+                    (s if s.get("immutable") else s.clone(args=args)).apply_async()
+                except Exception:
+                    log.exception("Could not send callback %r", sig)
+
+
+def flusher(runtime: Runtime, tick: float = 0.01) -> None:
+    """Thread body: write STARTED, progress and late outcomes while tasks run."""
+    client = runtime.state.make_client()
+    while not runtime.stop_event.is_set():
+        runtime.stop_event.wait(tick if runtime.writer.has_work() else 0.05)
+        try:
+            runtime.flush(client, final=False)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Could not write progress (%s); will retry", exc)
+            time.sleep(0.5)  # the writes were put back; Redis is down
+        except Exception:
+            log.exception("Flusher error")

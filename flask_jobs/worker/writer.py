@@ -1,0 +1,163 @@
+"""Coalesced writes of a worker process: STARTED, progress, outcomes, give-backs.
+
+Writes are buffered and sent in batches, piggybacked on the next claim (one round trip for
+"ack these, give me more") or sent by the flusher thread when a task runs long. Progress reports
+only replace a pending value in memory; the flusher writes the newest one at most every
+:data:`JOBS_PROGRESS_INTERVAL`, so a task can report a million times at almost no cost.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import signals, states
+from ..execution import Outcome, progress_meta
+
+if TYPE_CHECKING:
+    from ..extension import JobsState
+
+#: Outcomes older than this are flushed by the flusher thread if no claim has carried them.
+FINAL_FLUSH_DELAY = 0.005
+
+Write = tuple[str, str, int, str, str, bytes | str, str, str | int, bytes | str]
+
+
+class Reporter:
+    """Where a running task's ``update_state``/``progress`` calls go.
+
+    The calls only store a reference (no lock, no I/O): the GIL makes the assignment atomic,
+    and the flusher compares identities to see what is new.
+    """
+
+    __slots__ = ("task_id", "attempt", "pending", "sent", "started_at", "started_sent",
+                 "last_write")
+
+    def __init__(self, task_id: str, attempt: int) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.pending: tuple[str | None, Any] | None = None
+        self.sent: tuple[str | None, Any] | None = None
+        self.started_at = time.monotonic()
+        self.started_sent = False
+        self.last_write = 0.0
+
+    def report(self, state: str, meta: Any) -> None:
+        """Record a state and meta (``update_state``)."""
+        self.pending = (state, meta)
+
+    def progress(self, current: float, total: float | None, status: str | None,
+                 extra: dict[str, Any]) -> None:
+        """Record a progress report; the meta dict is only built when it is written."""
+        self.pending = (None, (current, total, status, extra))
+
+
+class Writer:
+    """The write buffer of one worker process, shared by its consumers and its flusher."""
+
+    def __init__(self, state: JobsState, worker: str) -> None:
+        self.state = state
+        self.worker = worker
+        self._lock = threading.Lock()
+        self._buffer: list[Write] = []
+        self._oldest = 0.0
+        self._running: dict[str, Reporter] = {}
+        self._dumps = state.codecs.dumps
+        self._rtype = state.result_serializer
+        self._interval = state.progress_interval
+        self._track_started = state.track_started
+
+    def started(self, reporter: Reporter) -> None:
+        """A task began; its STARTED write goes out with the next flush if it is still running."""
+        with self._lock:
+            self._running[reporter.task_id] = reporter
+
+    def _progress_write(self, r: Reporter, pending: tuple[str | None, Any]) -> Write:
+        state, meta = pending
+        if state is None:
+            state, meta = states.PROGRESS, progress_meta(*meta)
+        signals.send(signals.task_progress, None, task_id=r.task_id, state=state, meta=meta)
+        try:
+            data = self._dumps(meta, self._rtype)
+        except Exception as exc:  # a meta we cannot encode must not kill the task or flusher
+            data = self._dumps({"error": f"unencodable progress meta: {exc}"}, "json")
+        return ("P", r.task_id, r.attempt, state, self._rtype, data, "", "", "")
+
+    def finished(self, reporter: Reporter, outcome: Outcome, retry_body: bytes = b"",
+                 ignore_result: bool = False) -> None:
+        """Buffer a task's final write (its last progress report first, if unsent)."""
+        write = self.outcome_write(reporter.task_id, reporter.attempt, outcome, retry_body,
+                                   ignore_result)
+        with self._lock:
+            self._running.pop(reporter.task_id, None)
+            pending = reporter.pending
+            if pending is not None and pending is not reporter.sent:
+                self._buffer.append(self._progress_write(reporter, pending))
+            if not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.append(write)
+
+    def outcome_write(self, task_id: str, attempt: int, outcome: Outcome,
+                      retry_body: bytes = b"", ignore_result: bool = False) -> Write:
+        """The write tuple of an outcome (see ``apply_writes`` in ``scripts/lib.lua``)."""
+        if outcome.state == states.SUCCESS:
+            value = outcome.value if isinstance(outcome.value, bytes) else self._dumps(
+                outcome.value, self._rtype)
+            return ("F", task_id, attempt, states.SUCCESS, self._rtype, value, "",
+                    "i" if ignore_result else "", "")
+        desc = json.dumps(outcome.value, default=str)
+        if outcome.state == states.RETRY:
+            return ("R", task_id, attempt, states.RETRY, "json", desc, outcome.traceback,
+                    int(outcome.countdown * 1000), retry_body)
+        return ("F", task_id, attempt, outcome.state, "json", desc, outcome.traceback, "", "")
+
+    def add(self, write: Write) -> None:
+        """Buffer any other write (give back ``L``, dead letter ``D``)."""
+        with self._lock:
+            if not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.append(write)
+
+    def collect(self, final: bool = True) -> list[Write]:
+        """Take the writes that are due.
+
+        :param final: take buffered outcomes whatever their age (a claim carries them); the
+            flusher passes False and takes them only once they waited ``FINAL_FLUSH_DELAY``.
+        """
+        now = time.monotonic()
+        with self._lock:
+            out: list[Write] = []
+            for r in self._running.values():
+                if not r.started_sent and self._track_started and (
+                        now - r.started_at >= FINAL_FLUSH_DELAY or not final):
+                    out.append(("S", r.task_id, r.attempt, states.STARTED, "", "", "", "", ""))
+                    r.started_sent = True
+                pending = r.pending
+                if pending is not None and pending is not r.sent and (
+                        now - r.last_write >= self._interval):
+                    out.append(self._progress_write(r, pending))
+                    r.sent = pending
+                    r.last_write = now
+            if self._buffer and (final or now - self._oldest >= FINAL_FLUSH_DELAY):
+                out.extend(self._buffer)
+                self._buffer = []
+            return out
+
+    def putback(self, writes: list[Write]) -> None:
+        """Return writes whose sending failed; progress is dropped (a newer one will come)."""
+        keep = [w for w in writes if w[0] in "FRLD"]
+        if keep:
+            with self._lock:
+                self._buffer[:0] = keep
+                self._oldest = time.monotonic()
+
+    def has_work(self) -> bool:
+        """Whether anything is running or buffered (the flusher then ticks)."""
+        return bool(self._running or self._buffer)
+
+    def running_ids(self) -> list[str]:
+        """Ids of the tasks running now."""
+        with self._lock:
+            return list(self._running)

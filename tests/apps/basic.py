@@ -1,0 +1,253 @@
+"""The app our engine tests run: tasks covering every feature, config from the environment.
+
+Workers started as real processes load it with ``flask --app tests.apps.basic:create_app``;
+every ``JOBS_*`` environment variable becomes a config value (JSON-decoded when it parses).
+Tasks that must be observed from the test process (hooks, effects) write to Redis lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+
+import redis
+from flask import Flask, current_app
+
+from flask_jobs import Jobs, Task
+from flask_jobs.exceptions import SoftTimeLimitExceeded
+
+jobs = Jobs()
+
+
+def effects() -> redis.Redis:
+    """A client of the app's Redis, for tasks to record what happened."""
+    return redis.Redis.from_url(current_app.config["JOBS_BROKER_URL"])
+
+
+class CustomError(Exception):
+    """An application exception, to check that failures keep their type name and message."""
+
+
+class RecordingTask(Task):
+    """A base class whose hooks record each call in the Redis list ``hooks``."""
+
+    def _record(self, *fields: object) -> None:
+        effects().rpush("hooks", json.dumps([str(f) for f in fields]))
+
+    def on_success(self, retval, task_id, args, kwargs):
+        self._record("on_success", retval, task_id)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        self._record("on_failure", type(exc).__name__, task_id, "Traceback" in str(einfo))
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        self._record("on_retry", type(exc).__name__, task_id)
+
+    def after_return(self, status, retval, task_id, args, kwargs, einfo):
+        self._record("after_return", status, task_id)
+
+
+@jobs.task
+def add(x, y):
+    return x + y
+
+
+@jobs.task
+def mul(x, y):
+    return x * y
+
+
+@jobs.task
+def xsum(numbers):
+    return sum(numbers)
+
+
+@jobs.task(name="custom.name")
+def named():
+    return "named"
+
+
+@jobs.task
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@jobs.task
+def config_value(key):
+    return current_app.config.get(key)
+
+
+@jobs.task(bind=True)
+def whoami(self):
+    r = self.request
+    return {"id": r.id, "retries": r.retries, "hostname": r.hostname, "args": r.args,
+            "delivery_attempt": r.delivery_attempt, "attempt": r.attempt,
+            "headers": r.headers, "name": self.name}
+
+
+@jobs.task
+def fail(message="boom"):
+    raise CustomError(message)
+
+
+@jobs.task
+def fail_builtin():
+    raise KeyError("missing")
+
+
+@jobs.task
+def unencodable_result():
+    return object()
+
+
+@jobs.task(bind=True)
+def progress_task(self, n, pause=0.0):
+    for i in range(n):
+        self.update_state(state="PROGRESS", meta={"current": i, "total": n, "status": "working"})
+        if pause:
+            time.sleep(pause)
+    return {"current": n, "total": n, "status": "done", "result": 42}
+
+
+@jobs.task(bind=True)
+def progress_shortcut(self, n):
+    for i in range(n):
+        self.progress(i + 1, n, status=f"step {i + 1}")
+    return n
+
+
+@jobs.task(bind=True)
+def custom_state(self):
+    self.update_state(state="CRUNCHING", meta={"phase": 1})
+    return "ok"
+
+
+@jobs.task(bind=True, max_retries=3, default_retry_delay=0.05, base=RecordingTask)
+def retry_then_succeed(self, succeed_on):
+    if self.request.retries < succeed_on:
+        raise self.retry(exc=ValueError(f"try {self.request.retries}"), countdown=0.05)
+    return self.request.retries
+
+
+@jobs.task(bind=True, max_retries=2)
+def retry_forever(self):
+    try:
+        raise CustomError("always")
+    except CustomError as exc:
+        self.retry(exc=exc, countdown=0.01)
+
+
+@jobs.task(bind=True, max_retries=1)
+def retry_without_exc(self):
+    self.retry(countdown=0.01)
+
+
+@jobs.task(autoretry_for=(ConnectionError,), retry_kwargs={"max_retries": 3},
+           retry_backoff=0.01, retry_jitter=False, bind=True)
+def autoretry(self, succeed_on):
+    effects().rpush("autoretry", self.request.retries)
+    if self.request.retries < succeed_on:
+        raise ConnectionError("flaky network")
+    return "ok"
+
+
+@jobs.task(base=RecordingTask)
+def hooked(x):
+    if x < 0:
+        raise CustomError("negative")
+    return x * 2
+
+
+@jobs.task
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@jobs.task(bind=True)
+def sleep_and_record(self, seconds, key="effects"):
+    """Record start (with attempt) and end in Redis: the test reads duplicates from them."""
+    r = effects()
+    r.rpush(f"{key}:start", json.dumps([self.request.id, self.request.attempt, os.getpid()]))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    r.rpush(f"{key}:end", self.request.id)
+    return os.getpid()
+
+
+@jobs.task
+def cpu_burn(seconds):
+    """Hold the GIL-heavy loop for a while (the heartbeat must not starve)."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+@jobs.task(soft_time_limit=0.2)
+def soft_limited():
+    try:
+        time.sleep(5)
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "not interrupted"
+
+
+@jobs.task(time_limit=0.3)
+def hard_limited():
+    time.sleep(5)
+    return "finished"
+
+
+@jobs.task(time_limit=0.3)
+def hard_limited_busy():
+    while True:  # a loop that swallows ordinary exceptions
+        try:
+            time.sleep(0.01)
+        except Exception:
+            pass
+
+
+@jobs.task
+def kill_self():
+    """A poison pill: kills the process running it."""
+    os.kill(os.getpid(), 9)
+
+
+@jobs.task(queue="other")
+def routed():
+    return "other"
+
+
+@jobs.task(ignore_result=True)
+def no_result():
+    return "ignored"
+
+
+@jobs.task
+def types_roundtrip(value):
+    return value
+
+
+@jobs.task
+def now():
+    return dt.datetime.now(dt.UTC)
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the test app; config from ``JOBS_*`` environment variables, then ``config``."""
+    app = Flask(__name__)
+    app.config["TESTING"] = True
+    for key, value in os.environ.items():
+        if key.startswith("JOBS_") and key != "JOBS_TEST_REDIS_URL":
+            try:
+                app.config[key] = json.loads(value)
+            except ValueError:
+                app.config[key] = value
+    app.config.update(config or {})
+    jobs.init_app(app)
+    return app
