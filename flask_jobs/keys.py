@@ -9,7 +9,7 @@ key                            type    what it holds, and when it goes away
                                        ``ctype`` + ``body`` (the message, until a final state),
                                        ``att`` (delivery attempt, the fencing token), ``dlv``
                                        (deliveries since the last enqueue), ``worker``, ``rtype`` +
-                                       ``result`` (result or meta), ``tb``, ``done``, ``upd``,
+                                       ``result`` (result or meta), ``tb``, ``st`` (started), ``done``, ``upd``,
                                        ``exp``, ``owner``, ``reason``. Written at enqueue, expires
                                        :data:`JOBS_RESULT_EXPIRES` after its last write (a delayed
                                        task's record lives until its due time plus that).

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .extension import Jobs, JobsState
 
 _FIELDS = ("state", "rtype", "result", "tb", "done", "upd", "name", "worker", "owner", "group",
-           "reason", "att", "dlv", "queue")
+           "reason", "att", "dlv", "queue", "st")
 _dynamic_exceptions: dict[tuple[str, str], type[Exception]] = {}
 _READY_BYTES = frozenset(s.encode() for s in states.READY_STATES)
 

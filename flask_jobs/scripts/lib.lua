@@ -70,10 +70,11 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       -- revoked while it sat in this worker's prefetch buffer: drop our write, keep REVOKED
       redis.call('HDEL', active, id)
     elseif kind == 'S' then
-      redis.call('HSET', rk, 'state', 'STARTED', 'upd', NOW)
+      redis.call('HSET', rk, 'state', 'STARTED', 'upd', NOW, 'st', NOW)
       publish(id, 'STARTED')
     elseif kind == 'P' then
       redis.call('HSET', rk, 'state', state, 'rtype', rtype, 'result', result, 'upd', NOW)
+      redis.call('HSETNX', rk, 'st', NOW)
       publish(id, state)
     elseif kind == 'F' then
       redis.call('HDEL', active, id)
