@@ -145,10 +145,15 @@ class group:  # noqa: N801 - Celery's name
             return GroupResult(group_id, [s.apply(args, kwargs, **options) for s in self.tasks],
                                jobs=jobs)
         messages = []
+        extra = bool(args or kwargs or options)
+        checked: set[int] = set()  # a signature repeated n times is validated once
         for sig in self.tasks:
-            s = sig.clone(args, kwargs, **options)
-            messages.append(build_message(state, jobs.tasks.get(s.name), s.name, s.args,
-                                          s.kwargs, group_id=group_id, **s.options))
+            s = sig.clone(args, kwargs, **options) if extra else sig
+            task = jobs.tasks.get(s.name)
+            messages.append(build_message(state, task, s.name, s.args, s.kwargs,
+                                          group_id=group_id, validated=id(s) in checked,
+                                          **s.options))
+            checked.add(id(s))
         state.broker.enqueue(messages)
         results = [AsyncResult(m.id, jobs=jobs, app=state.app, task_name=m.name)
                    for m in messages]

@@ -235,14 +235,25 @@ class AsyncResult:
         st = self._jobs_state()
         waiter = self._waiters.setdefault(id(st), _Waiter())
         if waiter.pubsub is None:
-            waiter.pubsub = st.make_client(blocking=True).pubsub(ignore_subscribe_messages=True)
+            waiter.pubsub = st.make_client(blocking=True).pubsub()
         pubsub = waiter.pubsub
         channel = st.keys.events(self.id).encode()
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub.subscribe(channel)
         try:
+            pubsub.subscribe(channel)
+            # Wait for Redis to confirm the subscription before reading the record: the read
+            # goes over another connection, and without this a change published between the
+            # two could be missed.
+            confirm_by = time.monotonic() + 5.0
             while True:
-                # Read after subscribing, so a change in between is never missed.
+                message = pubsub.get_message(timeout=max(0.0, confirm_by - time.monotonic()))
+                if message is None:
+                    if time.monotonic() >= confirm_by:
+                        break  # the slices below re-read the record anyway
+                    continue
+                if message["type"] == "subscribe" and message["channel"] == channel:
+                    break
+            while True:
                 record = self._record()
                 if record.state is not None and record.state in _READY_BYTES:
                     return record
@@ -256,8 +267,8 @@ class AsyncResult:
                     if left <= 0:
                         break
                     message = pubsub.get_message(timeout=left)
-                    if message is not None and message["channel"] == channel and (
-                            message["data"] in _READY_BYTES):
+                    if message is not None and message["type"] == "message" and (
+                            message["channel"] == channel and message["data"] in _READY_BYTES):
                         break
                 if deadline is not None and time.monotonic() >= deadline:
                     record = self._record()

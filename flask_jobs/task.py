@@ -6,7 +6,7 @@ import datetime as dt
 import inspect
 import threading
 import types
-import uuid
+from os import urandom as _urandom
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +24,30 @@ class Message:
     """One task message, ready for the enqueue script (see ``scripts/enqueue.lua``)."""
 
     __slots__ = ("id", "queue", "priority", "name", "ctype", "body", "delay_ms", "expires_ms",
-                 "owner", "group")
+                 "owner", "group", "chosen_id")
 
     def __init__(self, id: str, queue: str, priority: int, name: str, ctype: str, body: bytes,
-                 delay_ms: int = 0, expires_ms: int = 0, owner: str = "", group: str = "") -> None:
+                 delay_ms: int = 0, expires_ms: int = 0, owner: str = "", group: str = "",
+                 chosen_id: bool = True) -> None:
         self.id, self.queue, self.priority, self.name = id, queue, priority, name
         self.ctype, self.body, self.delay_ms, self.expires_ms = ctype, body, delay_ms, expires_ms
         self.owner, self.group = owner, group
+        #: The caller chose the id, so the script checks it is not already live.
+        self.chosen_id = chosen_id
 
     def fields(self) -> tuple[Any, ...]:
-        """The 10 script arguments of this message, in order."""
+        """The 11 script arguments of this message, in order."""
         return (self.id, self.queue, self.priority, self.name, self.ctype, self.body,
-                self.delay_ms, self.expires_ms, self.owner, self.group)
+                self.delay_ms, self.expires_ms, self.owner, self.group,
+                "1" if self.chosen_id else "")
+
+
+def new_task_id() -> str:
+    """A random UUID4 string (122 random bits from the OS: unguessable), made quickly."""
+    h = _urandom(16).hex()
+    # version 4 and the RFC 4122 variant, as uuid.uuid4() sets them
+    return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+            f"{h[20:]}")
 
 
 def _seconds_until(when: dt.datetime) -> float:
@@ -79,6 +91,7 @@ def build_message(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     ignore_result: bool | None = None,
+    validated: bool = False,
     **unknown: Any,
 ) -> Message:
     """Validate the call and encode it as a :class:`Message`.
@@ -91,12 +104,16 @@ def build_message(
         raise TypeError(f"apply_async() got unexpected options: {', '.join(sorted(unknown))}")
     args = list(args) if args is not None else []
     kwargs = dict(kwargs) if kwargs else {}
-    if task is not None and task._signature is not None:
+    if not validated and task is not None and task._signature is not None:
         try:
             task._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"Wrong arguments for task {name!r}: {exc}") from None
-    task_id = task_id or str(uuid.uuid4())
+    chosen_id = bool(task_id)
+    if not task_id:
+        task_id = new_task_id()
+    elif not isinstance(task_id, str):
+        task_id = str(task_id)
     body: dict[str, Any] = {"id": task_id, "task": name, "args": args, "kwargs": kwargs}
     if retries:
         body["retries"] = retries
@@ -161,6 +178,7 @@ def build_message(
         expires_ms,
         "" if owner is None else str(owner),
         group_id or "",
+        chosen_id,
     )
 
 

@@ -1,0 +1,41 @@
+"""flask-jobs tasks for the benchmark: the shared bodies wrapped in ``@jobs.task``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from bench.anchors import _common as c
+from flask_jobs import Jobs
+
+jobs = Jobs()
+
+
+@jobs.task
+def noop():
+    c.noop()
+
+
+@jobs.task
+def latency(sent):
+    c.latency(sent)
+
+
+@jobs.task
+def echo(x):
+    return c.echo(x)
+
+
+@jobs.task(bind=True)
+def progress(self, n):
+    return c.progress(n, lambda i, total: self.progress(i, total))
+
+
+def create_app() -> Flask:
+    """The benchmark app on ``$BENCH_REDIS_URL``."""
+    app = Flask(__name__)
+    app.config["JOBS_BROKER_URL"] = c.REDIS_URL
+    jobs.init_app(app)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,55 @@
+"""flask-jobs adapter for the benchmark harness (see bench/harness.py for the contract)."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.harness import Adapter, WorkerConfig
+
+
+def _worker(pool: str, concurrency: int = 1, prefetch: int = 64) -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "bench.fj_app:app", "jobs", "worker",
+            "-P", pool, "-c", str(concurrency), "--prefetch", str(prefetch), "-l", "WARNING"]
+
+
+class FlaskJobsAdapter(Adapter):
+    name = "flask-jobs"
+    distributions = ("flask-jobs", "redis", "hiredis", "flask")
+    bulk_api = "group(sigs).apply_async() (one pipelined round trip)"
+
+    def setup(self) -> None:
+        from bench import fj_app
+        from flask_jobs import group
+
+        self.m = fj_app
+        self.group = group
+        self.ctx = fj_app.app.app_context()
+        self.ctx.push()
+
+    def enqueue_noop(self) -> None:
+        self.m.noop.delay()
+
+    def enqueue_noop_bulk(self, n: int) -> None:
+        sig = self.m.noop.s()
+        self.group([sig] * n).apply_async()
+
+    def enqueue_latency(self, sent: float) -> None:
+        self.m.latency.delay(sent)
+
+    def roundtrip(self, x: int, timeout: float):
+        return self.m.echo.delay(x).get(timeout=timeout)
+
+    def enqueue_progress(self, n: int) -> None:
+        self.m.progress.delay(n)
+
+    def solo_worker(self) -> WorkerConfig:
+        return WorkerConfig("-P solo --prefetch 64", [_worker("solo")])
+
+    def multi_workers(self) -> list[WorkerConfig]:
+        return [
+            WorkerConfig("-P prefork -c 2 --prefetch 64", [_worker("prefork", 2)]),
+            WorkerConfig("2 x (-P solo --prefetch 64)", [_worker("solo")] * 2),
+        ]
+
+
+ADAPTER = FlaskJobsAdapter
