@@ -45,7 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_URL_PREFIX": "/jobs",
     "JOBS_REGISTER_BLUEPRINT": True,
     "JOBS_STATUS_AUTHORIZER": None,
+    "JOBS_CURRENT_OWNER": None,
     "JOBS_EXPOSE_TRACEBACKS": False,
+    "JOBS_SSE_HEARTBEAT": 15.0,
+    "JOBS_SSE_MAX_AGE": 300.0,
     "JOBS_KEY_PREFIX": "jobs",
     "JOBS_PROGRESS_INTERVAL": 0.1,
     "JOBS_ORPHAN_TIMEOUT": 30.0,
@@ -377,8 +380,36 @@ class Jobs:
         """Return the ``202 Accepted`` response for a started task or group.
 
         The ``Location`` header and the JSON body (``{id, status_url, events_url}``) point at
-        the ``jobs`` blueprint's status views.
+        the ``jobs`` blueprint's status views. An eager result (nothing in Redis) gets ``200``
+        with its final status inline instead; see the web docs.
         """
         from .web import accepted
 
         return accepted(result)
+
+    # -- who may see a task (the web layer) ------------------------------------------------
+
+    #: Set by :meth:`status_authorizer`; ``JOBS_STATUS_AUTHORIZER`` takes precedence.
+    _status_authorizer: Callable[[str, Any], Any] | None = None
+    #: Set by :meth:`current_owner`; ``JOBS_CURRENT_OWNER`` takes precedence.
+    _current_owner: Callable[[], Any] | None = None
+
+    def status_authorizer(self, fn: F) -> F:
+        """Register ``fn(action, result)`` to decide who may use the status views.
+
+        ``action`` is ``"read"`` (status and events) or ``"revoke"``; ``result`` the task's
+        :class:`AsyncResult` (or the :class:`GroupResult` of a group), with ``.owner``. Return
+        a truthy value to allow; anything else answers 403. Called inside the request, so it can
+        look at ``flask_login.current_user``, the session, and so on.
+        """
+        self._status_authorizer = fn
+        return fn
+
+    def current_owner(self, fn: F) -> F:
+        """Register ``fn()`` returning the current user's id (or None when anonymous).
+
+        With it, a task started with ``apply_async(..., owner=user_id)`` can be read or
+        revoked through the status views only by that user (403 for anyone else).
+        """
+        self._current_owner = fn
+        return fn
