@@ -2,35 +2,36 @@
 
 ``P`` is :data:`JOBS_KEY_PREFIX` followed by a colon (``jobs:`` by default).
 
-=============================  ======  ==============================================================
-key                            type    what it holds, and when it goes away
-=============================  ======  ==============================================================
-``P t:<id>``                   hash    The task record: ``state``, ``name``, ``queue``, ``prio``,
-                                       ``ctype`` + ``body`` (the message, until a final state),
-                                       ``att`` (delivery attempt, the fencing token), ``dlv``
-                                       (deliveries since the last enqueue), ``worker``, ``rtype`` +
-                                       ``result`` (result or meta), ``tb``, ``st`` (started), ``done``, ``upd``,
-                                       ``exp``, ``owner``, ``reason``. Written at enqueue, expires
-                                       :data:`JOBS_RESULT_EXPIRES` after its last write (a delayed
-                                       task's record lives until its due time plus that).
-``P q:<queue>:<prio>``         list    Ready task ids of one queue and priority (0-9, 9 runs first).
-                                       LPUSH at enqueue, RPOP at claim. Empty lists vanish.
-``P m:<queue>``                zset    Wake-up marker (one member ``0``) set at enqueue; idle workers
-                                       block on it with BZPOPMIN, so nobody polls.
-``P g:<group>``                 list    Member task ids of a group, in order; expires with the records.
-``P delayed``                  zset    Ids of countdown/eta/retry tasks, scored by due time in
-                                       Redis-server milliseconds. Moved to their queue by claims.
-``P w:<worker>:active``        hash    Task id -> attempt, for each task a worker has claimed and not
-                                       finished. Deleted at clean shutdown or by the reaper.
-``P hb:<worker>``              string  Worker heartbeat (JSON info), ``PX`` = orphan timeout. When it
-                                       is gone the reaper gives the worker's tasks back.
-``P workers``                  set     Names of workers that may own active tasks.
-``P lock:reaper``              string  Mutex for the reaper (``SET NX PX``).
-``P dlq``                      list    Dead letters: JSON ``{id, name, reason, at, body}``; capped.
-``P stats``                    hash    Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``.
-``P ev:<id>``                  channel Pub/sub: the new state of a task, published on each change.
-``P control``                  channel Pub/sub: broadcast commands to workers (revoke).
-=============================  ======  ==============================================================
+=============================  =======  ==============================================================
+key                            type     what it holds, and when it goes away
+=============================  =======  ==============================================================
+``P t:<id>``                   hash     The task record: ``state``, ``name``, ``queue``, ``prio``,
+                                        ``ctype`` + ``body`` (the message, until a final state),
+                                        ``att`` (delivery attempt, the fencing token), ``dlv``
+                                        (deliveries since the last enqueue), ``worker``, ``rtype`` +
+                                        ``result`` (result or meta), ``tb``, ``st`` (started),
+                                        ``done``, ``upd``, ``exp``, ``owner``, ``reason``. Written at
+                                        enqueue, expires :data:`JOBS_RESULT_EXPIRES` after its last
+                                        write (a delayed task's record lives until its due time plus
+                                        that).
+``P q:<queue>:<prio>``         list     Ready task ids of one queue and priority (0-9, 9 runs first).
+                                        LPUSH at enqueue, RPOP at claim. Empty lists vanish.
+``P m:<queue>``                zset     Wake-up marker (one member ``0``) set at enqueue; idle workers
+                                        block on it with BZPOPMIN, so nobody polls.
+``P g:<group>``                 list     Member task ids of a group, in order; expires with the records.
+``P delayed``                  zset     Ids of countdown/eta/retry tasks, scored by due time in
+                                        Redis-server milliseconds. Moved to their queue by claims.
+``P w:<worker>:active``        hash     Task id -> attempt, for each task a worker has claimed and not
+                                        finished. Deleted at clean shutdown or by the reaper.
+``P hb:<worker>``              string   Worker heartbeat (JSON info), ``PX`` = orphan timeout. When it
+                                        is gone the reaper gives the worker's tasks back.
+``P workers``                  set      Names of workers that may own active tasks.
+``P lock:reaper``              string   Mutex for the reaper (``SET NX PX``).
+``P dlq``                      list     Dead letters: JSON ``{id, name, reason, at}``, capped; the body stays in the record.
+``P stats``                    hash     Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``.
+``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change.
+``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).
+=============================  =======  ==============================================================
 
 The Lua scripts in ``scripts/`` build the same names from the prefix; this module and the header
 of ``scripts/lib.lua`` must agree. All keys of a deployment share the prefix, so a hash tag in the

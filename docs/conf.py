@@ -1,0 +1,66 @@
+"""Sphinx configuration for the flask-jobs documentation (``make docs``)."""
+
+from pallets_sphinx_themes import get_version
+
+# Project --------------------------------------------------------------
+
+project = "flask-jobs"
+copyright = "2024 flask-jobs contributors"
+author = "flask-jobs contributors"
+release, version = get_version("flask-jobs")
+
+# General --------------------------------------------------------------
+
+default_role = "code"
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.viewcode",
+    "pallets_sphinx_themes",
+]
+# No intersphinx: the docs must build offline, and with -W a failed inventory download is an
+# error. Links to Python and Flask docs are written out where they matter.
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"
+autodoc_preserve_defaults = True
+exclude_patterns = ["_build"]
+nitpicky = False
+
+# HTML -----------------------------------------------------------------
+
+html_theme = "flask"
+html_theme_options = {"index_sidebar_logo": False}
+html_sidebars = {
+    "index": ["localtoc.html", "searchbox.html"],
+    "**": ["localtoc.html", "relations.html", "searchbox.html"],
+}
+singlehtml_sidebars = {"index": ["localtoc.html"]}
+html_title = f"flask-jobs Documentation ({version})"
+html_show_sourcelink = False
+
+
+# Checks ---------------------------------------------------------------
+
+
+def check_config_documented(app, env):
+    """Warn (an error under -W) when a key of ``flask_jobs.extension.DEFAULTS`` has no
+    ``.. data::`` entry in configuration.rst, or an entry names a key that doesn't exist."""
+    from sphinx.util import logging
+
+    from flask_jobs.extension import DEFAULTS
+
+    log = logging.getLogger("flask_jobs.docs")
+    documented = {
+        name: docname
+        for name, obj in env.get_domain("py").objects.items()
+        if obj.objtype == "data" and name.startswith("JOBS_")
+        for docname in [obj.docname]
+    }
+    for key in sorted(set(DEFAULTS) - set(documented)):
+        log.warning("config key %s is not documented in configuration.rst", key)
+    for key in sorted(set(documented) - set(DEFAULTS)):
+        log.warning("config key %s is documented but not in DEFAULTS", key,
+                    location=documented[key])
+
+
+def setup(app):
+    app.connect("env-check-consistency", check_config_documented)
