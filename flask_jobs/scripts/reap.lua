@@ -14,7 +14,7 @@ local function give_back(w)
     local f = redis.call('HMGET', tkey(id), 'state', 'att', 'queue', 'prio')
     if f[1] and not FINAL[f[1]] and f[2] == att then
       redis.call('HSET', tkey(id), 'state', 'PENDING', 'upd', NOW)
-      redis.call('HDEL', tkey(id), 'worker')
+      redis.call('HDEL', tkey(id), 'worker', 'result', 'rtype', 'st')
       push_ready(id, f[3], f[4], true)
       publish(id, 'PENDING')
       given = given + 1

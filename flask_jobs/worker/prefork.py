@@ -46,6 +46,9 @@ class Slot:
         self.name = ""
         self.kill_reason: str | None = None
         self.kill_deadline: float | None = None
+        #: The task a kill or terminate is aimed at; written by the parent before it signals,
+        #: so neither side ever stops a task that started after the request.
+        self.target = _mp.RawArray(ctypes.c_char, 64)
 
     def set(self, task_id: str, attempt: int, hard: float | None) -> None:
         """Called by the child when a task starts."""
@@ -84,6 +87,7 @@ class PreforkSupervisor:
         slot.generation += 1
         slot.name = f"{self.worker.name}.{slot.index}-{slot.generation}"
         slot.kill_reason = slot.kill_deadline = None
+        slot.target.value = b""
         slot.clear()
         process = _mp.Process(target=self._child_main, args=(slot,),
                               name=f"ForkPoolWorker-{slot.index + 1}", daemon=False)
@@ -104,7 +108,8 @@ class PreforkSupervisor:
                 raise Wakeup()
 
         def on_terminate(signum: int, frame: Any) -> None:
-            if slot.running:
+            target = slot.target.value.decode()
+            if target and slot.running == target:
                 raise Terminated()
 
         signal.signal(signal.SIGTERM, on_stop)
@@ -120,7 +125,7 @@ class PreforkSupervisor:
     def _record_killed(self, slot: Slot) -> None:
         """A child we killed: record its task's outcome, then give back what it held."""
         task_id = slot.running
-        if task_id and slot.kill_reason:
+        if task_id and slot.kill_reason and task_id == slot.target.value.decode():
             if slot.kill_reason == "revoked":
                 outcome = Outcome(states.REVOKED, describe(TaskRevokedError("terminated")))
             else:
@@ -132,6 +137,15 @@ class PreforkSupervisor:
         elif task_id:
             log.error("Child %s died while running %s (%s); the task will be delivered again",
                       slot.process.pid, task_id, WorkerLostError.__name__)
+        if task_id:
+            # The child's other tasks were prefetched and never started (or finished with the
+            # outcome unsent): give them back without counting this delivery, so only the task
+            # it died on moves towards JOBS_MAX_DELIVERIES, not a poison pill's neighbours.
+            held = self.state.client.hgetall(self.state.keys.active(slot.name))
+            writes = [("L", k.decode(), int(v), "", "", "", "", "", "")
+                      for k, v in held.items() if k.decode() != task_id]
+            if writes:
+                self.state.broker.write(self.state.client, slot.name, writes)
         given = self.state.broker.unregister(self.state.client, slot.name)
         if given:
             log.warning("Gave back %d task(s) of child %s", given, slot.process.pid)
@@ -178,6 +192,7 @@ class PreforkSupervisor:
             for slot in self.slots:
                 if slot.running == task_id and slot.process.is_alive():
                     slot.kill_reason = "revoked"
+                    slot.target.value = task_id.encode()
                     if sig == "SIGKILL":
                         slot.process.kill()
                     else:
@@ -191,10 +206,14 @@ class PreforkSupervisor:
                     log.error("Task %s ran past its hard time limit; killing child %s",
                               slot.running, p.pid)
                     slot.kill_reason = "timelimit"
+                    slot.target.value = slot.running.encode()
                     p.kill()
                 elif slot.kill_deadline and now > slot.kill_deadline:
-                    if slot.running:
-                        p.kill()
+                    if slot.running and slot.running == slot.target.value.decode():
+                        p.kill()  # still stuck in the revoked task after the grace period
+                    else:  # it stopped by itself: forget the request
+                        slot.kill_reason = None
+                        slot.target.value = b""
                     slot.kill_deadline = None
                 continue
             p.join()
@@ -225,6 +244,10 @@ class PreforkSupervisor:
             self._signals_seen += 1
             if self._signals_seen > 1:
                 self.cold = True
+                log.warning("Cold shutdown: giving running tasks back")
+            else:
+                log.info("Warm shutdown: finishing running tasks (%.0fs at most); press Ctrl-C "
+                         "again for a cold stop", self.worker.shutdown_timeout)
             self.stop_event.set()
 
         signal.signal(signal.SIGTERM, on_stop)
