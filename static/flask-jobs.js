@@ -1,4 +1,4 @@
-/*! flask-jobs widget: live progress for background jobs. No dependencies. */
+/*! flask-jobs: live progress bars for background jobs. No dependencies. */
 (function (w, d) {
 'use strict';
 const A = 'data-flask-jobs-';
@@ -8,25 +8,26 @@ const LABELS = {PENDING: 'Waiting…', STARTED: 'Started', PROGRESS: 'Working…
 const bound = new WeakMap(); // element -> tracking promise
 const noop = () => {};
 
-// Replace the last "/status/" path segment of url by "/<seg>/".
+// "/status/" (the last one in the path) -> "/<seg>/"
 function derive(url, seg) {
   const i = url.split(/[?#]/)[0].lastIndexOf('/status/');
   return i < 0 ? null : url.slice(0, i) + '/' + seg + '/' + url.slice(i + 8);
 }
 
-// Same-origin fetch, with the token of <meta name="csrf-token"> if any.
+// Same-origin fetch; sends <meta name="csrf-token"> as X-CSRFToken
 function req(url, method, body, signal) {
   const m = d.querySelector('meta[name="csrf-token"]');
   const headers = Object.assign({Accept: 'application/json'}, m && {'X-CSRFToken': m.content});
-  return fetch(url, {method, body, signal, headers, credentials: 'same-origin', cache: 'no-store'});
+  return fetch(url, {method, body, signal, headers, credentials: 'same-origin'});
 }
 
 function errorText(s) {
   const e = s.error || {};
-  return e.message ? (e.type ? e.type + ': ' : '') + e.message : e.type || s.status || s.state;
+  return e.message ? (e.type ? e.type + ': ' : '') + e.message
+    : e.type || (typeof e === 'string' ? e : s.status || s.state);
 }
 
-// Run a user callback; log its errors without breaking tracking.
+// A user callback's errors are logged, tracking goes on
 function call(fn, s) {
   if (fn) try { fn(s); } catch (e) { console.error(e); }
 }
@@ -34,7 +35,7 @@ function call(fn, s) {
 function track(url, o) {
   o = o || {};
   const base = o.pollInterval || 500, max = o.maxPollInterval || 5000;
-  let stopped = false, es, timer, ctl, last, delay = base, settle;
+  let stopped, es, timer, ctl, last, delay = base, settle;
   const p = new Promise((res, rej) => { settle = [res, rej]; });
 
   function stop() {
@@ -55,16 +56,17 @@ function track(url, o) {
     else if (fin) settle[1](Object.assign(new Error(errorText(s)), {status: s}));
   }
 
-  // Back off x1.5 while nothing changes or on errors; reset on change.
+  // Backoff x1.5 while nothing changes or on error; reset on change
   async function poll() {
     let s;
     try {
       ctl = new AbortController();
-      const r = await req(url, 'GET', undefined, ctl.signal);
+      const r = await req(url, 'GET', null, ctl.signal);
       if (r.ok) s = await r.json();
-      else if (r.status === 404 || r.status === 403) {
-        s = {state: 'FAILURE', http_status: r.status, error: {type: 'HTTP ' + r.status,
-          message: r.status === 404 ? 'unknown task' : 'not allowed'}};
+      else if (r.status === 404 || r.status === 403) { // final
+        s = Object.assign({error: {type: 'HTTP ' + r.status, message: r.status === 404
+          ? 'unknown task' : 'not allowed'}}, await r.json().catch(noop),
+        {state: 'FAILURE'});
       }
     } catch (e) { /* network error: retry later */ }
     if (stopped) return;
@@ -83,7 +85,7 @@ function track(url, o) {
       got = true;
       handle(m);
     };
-    // Error before any message, or the browser gave up reconnecting: poll.
+    // Error before any message, or EventSource gave up: poll
     es.onerror = () => {
       if (got && es.readyState !== 2) return;
       es.close();
@@ -92,23 +94,25 @@ function track(url, o) {
   }
 
   const eurl = o.sse !== false && w.EventSource && (o.eventsUrl || derive(url, 'events'));
-  if (eurl) sse(eurl); else poll();
+  if (o.initial) handle(o.initial); // e.g. an eager 200's final status
+  if (!stopped) eurl ? sse(eurl) : poll();
   p.stop = stop;
-  p.catch(noop); // no "unhandled rejection" for callback-only use
+  p.catch(noop); // no unhandled rejection for callback-only use
   return p;
 }
 
 function start(target, o) {
   let t, stopped;
-  const form = target && target.tagName === 'FORM';
+  const form = target.tagName === 'FORM';
   const p = req(form ? target.getAttribute('action') || location.href : target, 'POST',
-    form ? new FormData(target) : undefined).then(async (r) => {
-    if (r.status !== 202) {
+    form ? new FormData(target) : null).then(async (r) => {
+    const b = await r.clone().json().catch(noop) || {};
+    // 202, or 200 with the final status (eager mode)
+    if (r.status !== 202 && !(r.ok && b.state)) {
       throw Object.assign(new Error((await r.text()) || 'HTTP ' + r.status), {response: r});
     }
-    const b = await r.json().catch(noop) || {};
     const url = new URL(r.headers.get('Location') || b.status_url, r.url).href;
-    o = Object.assign({eventsUrl: b.events_url}, o);
+    o = Object.assign({eventsUrl: b.events_url, initial: b.state && b}, o);
     t = o.element ? bar(o.element, url, o) : track(url, o);
     if (stopped) t.stop();
     return t;
@@ -124,7 +128,6 @@ function bar(el, url, o) {
   if (bound.has(el)) bound.get(el).stop();
   const mk = (tag, cls, parent) =>
     parent.appendChild(Object.assign(d.createElement(tag), {className: cls}));
-  const labels = Object.assign({}, LABELS, o.labels);
   el.textContent = '';
   el.classList.add('fj');
   const pb = mk('div', 'fj-bar', el), fill = mk('div', 'fj-fill', pb);
@@ -139,14 +142,15 @@ function bar(el, url, o) {
     el.dispatchEvent(new CustomEvent('flask-jobs:' + name, {bubbles: true, detail}));
 
   let btn;
-  if (attr('cancel') != null) {
+  const curl = attr('cancel-url') || derive(url, 'revoke');
+  if (attr('cancel') != null && curl) {
     btn = Object.assign(mk('button', 'fj-cancel', info),
       {type: 'button', textContent: attr('cancel') || 'Cancel'});
     btn.onclick = async () => {
       btn.disabled = true;
       try {
-        const r = await req(attr('cancel-url') || derive(url, 'revoke'), 'POST');
-        if (!r.ok) throw new Error('HTTP ' + r.status);
+        const r = await req(curl, 'POST');
+        if (!r.ok) throw r;
       } catch (e) {
         btn.disabled = false;
         emit('cancel-error', e);
@@ -165,9 +169,9 @@ function bar(el, url, o) {
     fill.style.width = p + '%';
     pb.setAttribute('aria-valuenow', p);
     pct.textContent = p + ' %';
-    status.textContent = s.status || labels[st] || st;
-    const sec = fin ? null : s.eta_seconds;
-    eta.hidden = !(sec >= 0);
+    status.textContent = s.status || LABELS[st] || st;
+    const sec = s.eta_seconds;
+    eta.hidden = fin || sec == null || !(sec >= 0);
     eta.textContent = eta.hidden ? '' : 'about ' +
       (sec < 60 ? Math.max(1, Math.round(sec)) + ' s' : Math.round(sec / 60) + ' min') + ' left';
     if (btn) btn.hidden = fin;
@@ -186,7 +190,7 @@ function bar(el, url, o) {
   return t;
 }
 
-// Turn every [data-flask-jobs-status-url] in root (or root itself) into a bar.
+// Every [data-flask-jobs-status-url] in (or being) root becomes a bar
 function scan(root) {
   root = root || d;
   const sel = '[' + A + 'status-url]', els = Array.from(root.querySelectorAll(sel));
@@ -194,7 +198,7 @@ function scan(root) {
   return els.filter((el) => !bound.has(el)).map((el) => bar(el, el.getAttribute(A + 'status-url')));
 }
 
-w.FlaskJobs = {track, start, bar, scan};
+w.FlaskJobs = {track, start, bar, scan, labels: LABELS};
 if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', () => scan());
 else scan();
 })(window, document);
