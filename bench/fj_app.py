@@ -39,3 +39,14 @@ def create_app() -> Flask:
 
 
 app = create_app()
+
+
+@jobs.task(bind=True)
+def paced_progress(self, n, pause):
+    """Report progress n times, ``pause`` seconds apart (the SSE fan-out benchmark)."""
+    import time
+
+    for i in range(1, n + 1):
+        self.progress(i, n)
+        time.sleep(pause)
+    return n

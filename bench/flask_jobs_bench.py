@@ -8,8 +8,23 @@ from bench.harness import Adapter, WorkerConfig
 
 
 def _worker(pool: str, concurrency: int = 1, prefetch: int = 64) -> list[str]:
-    return [sys.executable, "-m", "flask", "--app", "bench.fj_app:app", "jobs", "worker",
-            "-P", pool, "-c", str(concurrency), "--prefetch", str(prefetch), "-l", "WARNING"]
+    return [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "bench.fj_app:app",
+        "jobs",
+        "worker",
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "--prefetch",
+        str(prefetch),
+        "-l",
+        "WARNING",
+    ]
 
 
 class FlaskJobsAdapter(Adapter):

@@ -77,6 +77,10 @@ RESULT_PREFIX = "BENCH_RESULT "
 
 # How often the drain / readiness loops read the counter (a benchmark, so polling is fine).
 POLL_INTERVAL = 0.01
+# Drain settings after the first are stopped early when, after ABANDON_AFTER seconds, they
+# run below ABANDON_FRACTION x the best complete setting so far (keeps the run short).
+ABANDON_AFTER = 3.0
+ABANDON_FRACTION = 0.6
 LATENCY_SPACING = 0.020  # seconds between two latency tasks
 ROUNDTRIP_TIMEOUT = 10.0
 
@@ -270,8 +274,10 @@ class WorkerDied(RuntimeError):
 def check_alive(procs: list[subprocess.Popen]) -> None:
     dead = [p for p in procs if p.poll() is not None]
     if dead:
-        tail = log_tail(dead).strip().splitlines()[-3:]
-        raise WorkerDied(f"worker exited with code {dead[0].returncode}: {' | '.join(tail)}")
+        lines = [ln for ln in log_tail(dead).splitlines() if ln.strip() and "====" not in ln]
+        last = lines[-1].strip() if lines else "no output"
+        log = os.path.relpath(getattr(dead[0], "log_path", "?"), REPO_ROOT)
+        raise WorkerDied(f"worker exited with code {dead[0].returncode} ({log}): {last}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -366,12 +372,17 @@ def _drain(
     n: int,
     stall_timeout: float,
     measure_rss: bool = False,
+    abandon_below: float = 0.0,
 ) -> dict:
     """Start ``config`` on a pre-filled queue of n no-ops; time first -> n-th completion.
 
     The clock starts at the first poll that sees the counter >= 1 (value c0 then) and stops
     at the first poll that sees it >= n, so worker start-up is excluded; the rate is
     (n - c0) / elapsed, i.e. (n - 1) / elapsed scaled by what had already completed.
+
+    With ``abandon_below``, a setting whose running rate is still below that figure after
+    ABANDON_AFTER seconds is stopped early (it cannot be the best one); the result then
+    has ``"abandoned": True`` and the partial rate.
     """
     procs = adapter.start_workers(config)
     try:
@@ -384,6 +395,10 @@ def _drain(
                 t_first, c_first = now, c
             if c >= n:
                 break
+            if t_first is not None and abandon_below and now - t_first > ABANDON_AFTER:
+                rate = (c - c_first) / (now - t_first)
+                if rate < abandon_below:
+                    return {"value": rate, "config": config.label, "abandoned": True}
             if c != last_value:
                 last_change, last_value = time.monotonic(), c
             elif time.monotonic() - last_change > stall_timeout:
@@ -431,14 +446,19 @@ def wl_drain_multi(
     configs = adapter.multi_workers()
     if max_configs:
         configs = configs[:max_configs]
-    tried = {}
+    tried, ok = {}, {}
     for config in configs:
         restore_db(r, snap)
+        floor = ABANDON_FRACTION * max(ok.values(), default=0.0)
         try:
-            tried[config.label] = _drain(adapter, r, config, n, stall_timeout)["value"]
+            res = _drain(adapter, r, config, n, stall_timeout, abandon_below=floor)
         except Exception as exc:  # one bad setting must not hide the others
             tried[config.label] = f"error: {type(exc).__name__}: {exc}"[:200]
-    ok = {k: v for k, v in tried.items() if isinstance(v, float)}
+            continue
+        if res.get("abandoned"):
+            tried[config.label] = f"abandoned at {res['value']:.0f}/s (< {floor:.0f}/s)"
+        else:
+            tried[config.label] = ok[config.label] = res["value"]
     if not ok:
         raise RuntimeError("; ".join(f"{k}: {v}" for k, v in tried.items()))
     best = max(ok, key=ok.get)

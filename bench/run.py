@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from bench._redis import start_private_redis
-from bench.harness import RESULT_PREFIX
+from bench.harness import LOG_DIR, RESULT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -37,7 +37,8 @@ ANCHORS = {
     "huey": "bench.anchors.huey_bench",
     "dramatiq": "bench.anchors.dramatiq_bench",
 }
-FLASK_JOBS = ("flask-jobs", "bench.flask_jobs_bench")
+FLASK_JOBS = "flask-jobs"
+FLASK_JOBS_MODULE = "bench.flask_jobs_bench"
 
 # workload -> (params, time limit in seconds for its subprocess)
 FULL = {
@@ -152,11 +153,11 @@ def run_workload(
     return {"ok": False, "error": f"exit {proc.returncode}: {tail}"[:300]}
 
 
-def flask_jobs_available() -> tuple[bool, str]:
-    if importlib.util.find_spec(FLASK_JOBS[1]) is None:
-        return False, "bench/flask_jobs_bench.py not present yet"
+def flask_jobs_available(module: str) -> tuple[bool, str]:
+    if importlib.util.find_spec(module) is None:
+        return False, f"{module} not present yet"
     probe = subprocess.run(
-        [sys.executable, "-c", f"import {FLASK_JOBS[1]} as m; m.ADAPTER"],
+        [sys.executable, "-c", f"import {module} as m; m.ADAPTER"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -164,7 +165,7 @@ def flask_jobs_available() -> tuple[bool, str]:
     )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        return False, f"bench/flask_jobs_bench.py not importable: {last}"
+        return False, f"{module} not importable: {last}"
     return True, ""
 
 
@@ -184,7 +185,9 @@ def cell_text(entry: dict | None, fld: str, fmt: str, workload: str) -> str:
     if entry is None:
         return "-"
     if not entry.get("ok"):
-        return "n/a" if entry.get("na") else f"error: {entry.get('error', '?')[:60]}"
+        if entry.get("na"):
+            return "n/a"
+        return "error: " + entry.get("error", "?")[:70].replace("|", "/").replace("\n", " ")
     v = cell_value(entry, fld)
     if v is None:
         return "-"
@@ -230,6 +233,15 @@ def build_table(results: dict, libs: list[str], anchors: list[str], fj: str | No
     return "\n".join(lines), rows_json
 
 
+def _redis_version(url: str) -> str:
+    import redis
+
+    try:
+        return str(redis.Redis.from_url(url).info("server")["redis_version"])
+    except Exception as exc:  # informational only
+        return f"? ({type(exc).__name__})"
+
+
 def _raise_interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -244,12 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N: a fast smoke run")
     ap.add_argument("--json", help="also write the JSON results to this path")
     ap.add_argument("--no-flask-jobs", action="store_true", help="run the anchors only")
+    ap.add_argument(
+        "--flask-jobs-module",
+        default=FLASK_JOBS_MODULE,
+        help="module with the flask-jobs ADAPTER (default: %(default)s)",
+    )
     args = ap.parse_args(argv)
 
     anchors = list(ANCHORS)
     if args.only:
         wanted = [x.strip() for x in args.only.split(",") if x.strip()]
-        unknown = [x for x in wanted if x not in ANCHORS and x != FLASK_JOBS[0]]
+        unknown = [x for x in wanted if x not in ANCHORS and x != FLASK_JOBS]
         if unknown:
             ap.error(f"unknown library: {', '.join(unknown)} (choose from {', '.join(ANCHORS)})")
         anchors = [a for a in anchors if a in wanted]
@@ -257,20 +274,24 @@ def main(argv: list[str] | None = None) -> int:
     notes = []
     fj = None
     if not args.no_flask_jobs:
-        ok, why = flask_jobs_available()
+        ok, why = flask_jobs_available(args.flask_jobs_module)
         if ok:
-            fj = FLASK_JOBS[0]
-            modules[fj] = FLASK_JOBS[1]
+            fj = FLASK_JOBS
+            modules[fj] = args.flask_jobs_module
         else:
             notes.append(f"flask-jobs column skipped: {why}")
     libs = list(modules)
     plan = QUICK if args.quick else FULL
 
+    for old in LOG_DIR.glob("*.log"):  # worker logs of this run only
+        old.unlink()
     token = uuid.uuid4().hex
     # Ctrl-C / SIGTERM must still run the cleanup below.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.perf_counter()
     server, redis_note = start_private_redis()
+    redis_version = _redis_version(server.url)
+    redis_note += f", Redis {redis_version}"
     log(f"private redis: {server.url} ({redis_note})")
     results: dict[str, dict] = {lib: {} for lib in libs}
     info: dict[str, dict] = {}
@@ -284,10 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 entry = run_workload(modules[lib], server.url, workload, params, limit, token)
                 results[lib][workload] = entry
                 shown = entry["result"] if entry.get("ok") else entry.get("error")
-                log(
-                    f"[{lib:>10}] {workload:<11} {time.perf_counter() - t0:6.1f}s  "
-                    f"{json.dumps(shown)[:160]}"
-                )
+                took = time.perf_counter() - t0
+                log(f"[{lib:>10}] {workload:<11} {took:6.1f}s  {json.dumps(shown)[:160]}")
     except KeyboardInterrupt:
         notes.append("run interrupted")
         log("interrupted: cleaning up")
@@ -299,10 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     versions = {lib: info.get(lib, {}).get("versions", {}) for lib in libs}
     print()
-    print(
-        f"## Benchmark ({'quick' if args.quick else 'full'} run, "
-        f"{os.cpu_count()} cores, {wall:.0f}s wall)"
-    )
+    kind = "quick" if args.quick else "full"
+    print(f"## Benchmark ({kind} run, {os.cpu_count()} cores, {wall:.0f}s wall)")
     print()
     print(table)
     print()
