@@ -8,8 +8,11 @@ import json
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+import redis
 
 from . import exceptions as _exc
 from . import states
@@ -93,7 +96,8 @@ class AsyncResult:
     :param app: the Flask app to use (default: the current or only app).
     """
 
-    _waiters: dict[int, _Waiter] = {}
+    #: Per app state (weakly: the connection goes with the app), a per-thread pub/sub.
+    _waiters: weakref.WeakKeyDictionary[JobsState, _Waiter] = weakref.WeakKeyDictionary()
 
     def __init__(self, id: str, jobs: Jobs | None = None, app: Flask | None = None,
                  task_name: str | None = None, parent: AsyncResult | None = None) -> None:
@@ -129,6 +133,9 @@ class AsyncResult:
         state = record.state_name
         if state == states.PENDING and record.result is None:
             return None
+        if state == states.STARTED and record.result is None:
+            # Celery's info for STARTED: who runs it (so ``info.get(...)`` works in views)
+            return {"hostname": record.worker.decode() if record.worker else None}
         if state == states.REVOKED and record.result is None:
             reason = record.reason.decode() if record.reason else "revoked"
             return TaskRevokedError(reason)
@@ -229,30 +236,43 @@ class AsyncResult:
     wait = get
 
     def _wait(self, timeout: float | None) -> Record:
-        record = self._record()
-        if record.state is not None and record.state in _READY_BYTES:
-            return record
+        if self._cache is not None:
+            return self._cache
+        # No read before subscribing: the read after the confirmed subscribe is enough, and
+        # skipping this one saves a round trip when the task is still running.
         st = self._jobs_state()
-        waiter = self._waiters.setdefault(id(st), _Waiter())
+        waiter = self._waiters.setdefault(st, _Waiter())
         if waiter.pubsub is None:
             waiter.pubsub = st.make_client(blocking=True).pubsub()
         pubsub = waiter.pubsub
         channel = st.keys.events(self.id).encode()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            pubsub.subscribe(channel)
-            # Wait for Redis to confirm the subscription before reading the record: the read
-            # goes over another connection, and without this a change published between the
-            # two could be missed.
-            confirm_by = time.monotonic() + 5.0
-            while True:
-                message = pubsub.get_message(timeout=max(0.0, confirm_by - time.monotonic()))
-                if message is None:
-                    if time.monotonic() >= confirm_by:
-                        break  # the slices below re-read the record anyway
-                    continue
-                if message["type"] == "subscribe" and message["channel"] == channel:
+            for fresh in (False, True):
+                if fresh:
+                    # The cached connection broke since the last wait (Redis restarted): once
+                    # more on a new one, so a get() after a Redis restart does not fail.
+                    pubsub.close()
+                    waiter.pubsub = pubsub = st.make_client(blocking=True).pubsub()
+                try:
+                    pubsub.subscribe(channel)
+                    # Wait for Redis to confirm the subscription before reading the record: the
+                    # read goes over another connection, and without this a change published
+                    # between the two could be missed.
+                    confirm_by = time.monotonic() + 5.0
+                    while True:
+                        message = pubsub.get_message(
+                            timeout=max(0.0, confirm_by - time.monotonic()))
+                        if message is None:
+                            if time.monotonic() >= confirm_by:
+                                break  # the slices below re-read the record anyway
+                            continue
+                        if message["type"] == "subscribe" and message["channel"] == channel:
+                            break
                     break
+                except (redis.ConnectionError, redis.TimeoutError):
+                    if fresh:
+                        raise
             while True:
                 record = self._record()
                 if record.state is not None and record.state in _READY_BYTES:
