@@ -58,6 +58,7 @@ class Broker:
         self._write = client.register_script(script_source("write"))
         self._reap = client.register_script(script_source("reap"))
         self._revoke = client.register_script(script_source("revoke"))
+        self._fail_links = client.register_script(script_source("fail_links"))
 
     # -- producer side -----------------------------------------------------------------------
 
@@ -89,6 +90,13 @@ class Broker:
                 f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
                 f"answer ({exc}). Nothing was queued; try again later."
             ) from exc
+        except redis.ResponseError as exc:
+            if "OOM" not in str(exc):
+                raise
+            raise BrokerUnavailable(
+                f"Could not queue the task: Redis at {self.state.broker_url_safe} is out of "
+                "memory (maxmemory reached). Nothing was queued; free memory or raise maxmemory."
+            ) from exc
 
     def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM") -> str | None:
         """Revoke a task (see ``scripts/revoke.lua``) and tell workers; returns its state."""
@@ -96,6 +104,14 @@ class Broker:
         self.client.publish(self.keys.control, json.dumps(
             {"op": "revoke", "id": task_id, "terminate": bool(terminate), "signal": signal}))
         return state.decode() if isinstance(state, bytes) else None
+
+    def fail_links(self, task_ids: Sequence[str], state: str, result: str | bytes,
+                   traceback: str = "") -> int:
+        """Record ``state`` for chain links that will never be sent (see ``fail_links.lua``)."""
+        if not task_ids:
+            return 0
+        return int(self._fail_links(args=[self.base, self.state.result_ttl_ms, state, result,
+                                          traceback, *task_ids]))
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
         """Write a state and meta to an existing record, without fencing."""

@@ -115,6 +115,24 @@ def signature(value: Any, app: Jobs | None = None) -> Signature:
                      value.get("options"), app=app, immutable=bool(value.get("immutable")))
 
 
+def chain_ids(links: Iterable[Any]) -> list[str]:
+    """The ids given in advance to the links of a chain after a task (nested ``link`` options).
+
+    Callbacks passed as ``link=`` by users have no id of their own and are not followed.
+    """
+    ids: list[str] = []
+    todo = list(links)
+    while todo:
+        sig = todo.pop()
+        options = sig.get("options") or {}
+        if options.get("task_id"):
+            ids.append(str(options["task_id"]))
+            following = options.get("link")
+            if following:
+                todo.extend(following if isinstance(following, (list, tuple)) else [following])
+    return ids
+
+
 def _as_signatures(tasks: tuple[Any, ...]) -> list[Signature]:
     if len(tasks) == 1 and not isinstance(tasks[0], (Signature, dict)):
         tasks = tuple(tasks[0])

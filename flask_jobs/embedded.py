@@ -291,18 +291,31 @@ def _accepting(address: _Address, timeout: float = 2.0) -> bool:
     return True
 
 
-def _command(address: _Address, *args: str, timeout: float = 5.0) -> bytes | int | None:
+def _command(
+    address: _Address, *args: str, timeout: float = 5.0, password: str | None = None
+) -> bytes | int | None:
     """Send one command and return its reply, or ``None`` if the server closed the
     connection without answering (which is how a successful ``SHUTDOWN`` looks).
+    With ``password`` (a server started with ``--requirepass``), ``AUTH`` goes first.
     """
-    payload = [b"*%d\r\n" % len(args)]
+    payload = []
 
-    for arg in args:
-        data = arg.encode()
-        payload.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    for command in ([("AUTH", password)] if password else []) + [args]:
+        payload.append(b"*%d\r\n" % len(command))
+
+        for arg in command:
+            data = arg.encode()
+            payload.append(b"$%d\r\n%s\r\n" % (len(data), data))
 
     with _connect(address, timeout) as sock, sock.makefile("rb") as reader:
         sock.sendall(b"".join(payload))
+
+        if password:
+            auth = reader.readline()
+
+            if not auth.startswith(b"+"):
+                raise _ReplyError(auth.decode(errors="replace").strip() or "AUTH failed")
+
         line = reader.readline()
 
         if not line:
@@ -326,16 +339,16 @@ def _command(address: _Address, *args: str, timeout: float = 5.0) -> bytes | int
         raise _ReplyError(f"unexpected reply {line!r}")
 
 
-def _ping(address: _Address) -> bool:
+def _ping(address: _Address, password: str | None = None) -> bool:
     try:
-        return _command(address, "PING", timeout=1.0) == b"PONG"
+        return _command(address, "PING", timeout=1.0, password=password) == b"PONG"
     except (OSError, _ReplyError):
         # Not listening yet, or -LOADING: not ready either way.
         return False
 
 
-def _info(address: _Address, timeout: float = 5.0) -> dict[str, str]:
-    reply = _command(address, "INFO", "server", timeout=timeout)
+def _info(address: _Address, timeout: float = 5.0, password: str | None = None) -> dict[str, str]:
+    reply = _command(address, "INFO", "server", timeout=timeout, password=password)
 
     if not isinstance(reply, bytes):
         raise _ReplyError(f"unexpected INFO reply {reply!r}")
@@ -351,16 +364,16 @@ def _info(address: _Address, timeout: float = 5.0) -> dict[str, str]:
     return fields
 
 
-def _server_pid(address: _Address) -> int | None:
+def _server_pid(address: _Address, password: str | None = None) -> int | None:
     try:
-        return int(_info(address)["process_id"])
+        return int(_info(address, password=password)["process_id"])
     except (OSError, _ReplyError, KeyError, ValueError):
         return None
 
 
-def _send_shutdown(address: _Address) -> None:
+def _send_shutdown(address: _Address, password: str | None = None) -> None:
     try:
-        _command(address, "SHUTDOWN", "NOSAVE", timeout=5.0)
+        _command(address, "SHUTDOWN", "NOSAVE", timeout=5.0, password=password)
     except (OSError, _ReplyError):
         # Already gone, or it refused; the caller falls back to signals either way.
         pass
@@ -449,6 +462,7 @@ def _wait_until_ready(
     logfile: str,
     log_offset: int,
     timeout: float,
+    password: str | None = None,
 ) -> None:
     """Poll until the server answers PING. If it exits, raise with the log; if it
     doesn't answer in time, kill it and raise.
@@ -466,7 +480,7 @@ def _wait_until_ready(
 
         # Check the pid too: on TCP, a port picked with bind(0) may have been taken by
         # another Redis, which would answer while ours fails with "Address in use".
-        if _ping(address) and _server_pid(address) == proc.pid:
+        if _ping(address, password) and _server_pid(address, password) == proc.pid:
             return
 
         if time.monotonic() >= deadline:
@@ -557,6 +571,13 @@ class RedisServer:
         self._directory = directory
         self._executable = executable
         self.extra_args: tuple[str, ...] = tuple(extra_args)
+        # A --requirepass server needs AUTH for the liveness checks, SHUTDOWN and the URL.
+        self._password: str | None = None
+
+        for i, arg in enumerate(self.extra_args[:-1]):
+            if arg.lower() == "--requirepass":
+                self._password = self.extra_args[i + 1] or None
+
         self._tmpdir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[..., RedisServer] | None = None
@@ -651,7 +672,7 @@ class RedisServer:
 
         self._proc = proc
         self._set_finalizer()
-        _wait_until_ready(proc, self._address, logfile, offset, timeout)
+        _wait_until_ready(proc, self._address, logfile, offset, timeout, self._password)
 
     def _set_finalizer(self) -> None:
         if self._finalizer is not None:
@@ -665,13 +686,16 @@ class RedisServer:
         """``redis://127.0.0.1:PORT/0``, or ``unix:///path/to.sock?db=0`` when listening
         on a unix socket (preferred if both).
         """
+        secret = urllib.parse.quote(self._password or "", safe="")
+
         if self.unix_socket is not None:
-            return f"unix://{urllib.parse.quote(self.unix_socket)}?db=0"
+            auth = f"&password={secret}" if secret else ""
+            return f"unix://{urllib.parse.quote(self.unix_socket)}?db=0{auth}"
 
         if self.port is None:
             raise RuntimeError("The server has no URL until it is started.")
 
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{f':{secret}@' if secret else ''}127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs: t.Any) -> redis.Redis:
         """Return a new :class:`redis.Redis` client for :attr:`url`.
@@ -698,7 +722,7 @@ class RedisServer:
 
         if proc is not None:
             if proc.poll() is None:
-                _send_shutdown(self._address)
+                _send_shutdown(self._address, self._password)
                 _end_process(proc)
 
             self._proc = None
@@ -731,7 +755,9 @@ class RedisServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url if self.port or self.unix_socket else '?'}>"
+        url = self.url if self.port or self.unix_socket else "?"
+        secret = urllib.parse.quote(self._password or "", safe="")
+        return f"<{type(self).__name__} {url.replace(secret, '**') if secret else url}>"
 
 
 # -- embedded mode -----------------------------------------------------------------------

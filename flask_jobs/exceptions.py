@@ -102,7 +102,11 @@ def describe(exc: BaseException) -> dict[str, Any]:
     """
     cls = type(exc)
     try:
-        message = str(exc)
+        # KeyError's str() is the repr of its key; keep the key so the rebuilt error is equal.
+        if isinstance(exc, KeyError) and len(exc.args) == 1:
+            message = str(exc.args[0])
+        else:
+            message = str(exc)
     except Exception:  # a broken __str__ must not break the failure path
         message = object.__repr__(exc)
     return {"exc_type": cls.__name__, "exc_module": cls.__module__, "exc_message": message[:10000]}

@@ -151,11 +151,13 @@ def _format(exc: BaseException) -> str:
 
 def _retry_outcome(task: Task, request: Context, retry: Retry) -> Outcome:
     cause = retry.exc if retry.exc is not None else retry
+    new_args = getattr(retry, "args_override", None)  # None: keep; [] is a new (empty) list
+    new_kwargs = getattr(retry, "kwargs_override", None)
     body: dict[str, Any] = {
         "id": request.id,
         "task": task.name,
-        "args": getattr(retry, "args_override", None) or request.args,
-        "kwargs": getattr(retry, "kwargs_override", None) or request.kwargs,
+        "args": request.args if new_args is None else new_args,
+        "kwargs": request.kwargs if new_kwargs is None else new_kwargs,
         "retries": request.retries + 1,
     }
     for key in ("headers", "link", "link_error", "group", "parent_id", "root_id", "owner",
@@ -187,7 +189,7 @@ def _run_hooks(task: Task, request: Context, outcome: Outcome,
         elif outcome.state == states.REVOKED:
             signals.send(signals.task_revoked, task, request=request, terminated=True,
                          expired=False)
-        if outcome.state != states.RETRY:
+        if outcome.state != states.RETRY:  # as Celery (RETRY is in its IGNORE_STATES) and docs
             task.after_return(outcome.state, outcome.retval, task_id, args, kwargs, einfo)
     except Exception:
         log.exception("A hook of task %s[%s] raised; ignoring it", task.name, task_id)
@@ -196,7 +198,8 @@ def _run_hooks(task: Task, request: Context, outcome: Outcome,
 class EagerReporter:
     """Progress reporter of an eager run: keeps the last state in the :class:`EagerResult`."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task | None = None, task_id: str | None = None) -> None:
+        self.task, self.task_id = task, task_id
         self.state: str | None = None
         self.meta: Any = None
         self.count = 0
@@ -205,7 +208,8 @@ class EagerReporter:
         """Remember ``state`` and ``meta``."""
         self.state, self.meta = state, meta
         self.count += 1
-        signals.send(signals.task_progress, None, task_id=None, state=state, meta=meta)
+        signals.send(signals.task_progress, self.task, task_id=self.task_id, state=state,
+                     meta=meta)
 
     def progress(self, current: float, total: float | None, status: str | None,
                  extra: dict[str, Any]) -> None:
@@ -239,7 +243,7 @@ def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], task_id: st
     task_id = task_id or str(uuid.uuid4())
     retries = 0
     while True:
-        reporter = EagerReporter()
+        reporter = EagerReporter(task, task_id)
         request = Context(id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
                           is_eager=True, called_directly=False, hostname="eager",
                           delivery_info={"queue": options.get("queue")},

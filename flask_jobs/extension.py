@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import logging
 import threading
@@ -81,8 +82,8 @@ class JobsState:
             self.codecs.check_serializer(name)
         self.task_serializer: str = c["JOBS_TASK_SERIALIZER"]
         self.result_serializer: str = c["JOBS_RESULT_SERIALIZER"]
-        self.result_ttl_ms = int(float(c["JOBS_RESULT_EXPIRES"]) * 1000)
-        self.dead_ttl_ms = int(float(c["JOBS_DEAD_LETTER_EXPIRES"]) * 1000)
+        self.result_ttl_ms = _milliseconds(c["JOBS_RESULT_EXPIRES"])
+        self.dead_ttl_ms = _milliseconds(c["JOBS_DEAD_LETTER_EXPIRES"])
         self.default_queue: str = c["JOBS_TASK_DEFAULT_QUEUE"]
         self.default_priority = int(c["JOBS_TASK_DEFAULT_PRIORITY"])
         self.eager = bool(c["JOBS_ALWAYS_EAGER"])
@@ -166,6 +167,13 @@ class JobsState:
             return self.jobs.tasks[name]
         except KeyError:
             raise NotRegistered(name) from None
+
+
+def _milliseconds(value: Any) -> int:
+    """Seconds (a number) or a :class:`~datetime.timedelta`, as Celery accepts, in ms."""
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    return int(float(value) * 1000)
 
 
 def _compile_routes(routes: Any) -> list[tuple[Callable[[str], bool], str]]:

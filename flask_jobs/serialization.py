@@ -97,6 +97,14 @@ def _msgpack_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]] | 
     return dumps, loads
 
 
+_MIME_NAMES = {
+    "application/json": "json",
+    "application/x-msgpack": "msgpack",
+    "application/msgpack": "msgpack",
+    "application/x-python-serialize": "pickle",
+}
+
+
 class Codecs:
     """The codecs one app may use, and the content types it accepts.
 
@@ -104,7 +112,8 @@ class Codecs:
     """
 
     def __init__(self, accept: Iterable[str] = ("json",)) -> None:
-        self.accept = frozenset(accept)
+        # Celery's accept_content takes MIME types as well as serializer names.
+        self.accept = frozenset(_MIME_NAMES.get(a, a) for a in accept)
         self._dumps: dict[str, Callable[[Any], bytes]] = {"json": _json_dumps}
         self._loads: dict[str, Callable[[bytes], Any]] = {"json": _json_loads}
         packed = _msgpack_codec()

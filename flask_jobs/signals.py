@@ -28,7 +28,9 @@ task_success = _signals.signal("task-success")
 task_failure = _signals.signal("task-failure")
 #: The task will be retried. kwargs: ``request``, ``reason``.
 task_retry = _signals.signal("task-retry")
-#: The task was revoked before or while running. kwargs: ``request``, ``terminated``, ``expired``.
+#: A running (or prefetched) task was stopped by ``revoke(terminate=True)``, in the worker.
+#: kwargs: ``request``, ``terminated``, ``expired``. Tasks revoked or expired while queued are
+#: discarded inside Redis and send nothing.
 task_revoked = _signals.signal("task-revoked")
 #: The task reported progress or a custom state. kwargs: ``task_id``, ``state``, ``meta``.
 task_progress = _signals.signal("task-progress")

@@ -152,6 +152,8 @@ def build_message(
     if owner is not None:
         body["owner"] = str(owner)
     ctype = serializer or (task.serializer if task is not None else None) or state.task_serializer
+    if ctype not in state.codecs.accept:  # e.g. pickle must be opted into, for sending too
+        state.codecs.check_serializer(ctype)
     try:
         data = state.codecs.dumps(body, ctype)
     except EncodeError as exc:
@@ -383,6 +385,9 @@ class Task:
 
         state = self.jobs.state()
         if state.eager:
+            # The checks of a real send (options, arguments, encoding, size), so code that
+            # passes in eager tests does not fail in production.
+            build_message(state, self, self.name, args, kwargs, **options)
             return self.apply(args, kwargs, **options)
         message = build_message(state, self, self.name, args, kwargs, **options)
         state.broker.enqueue((message,))

@@ -65,7 +65,12 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     local rk = tkey(id)
     local cur = redis.call('HGET', rk, 'state')
     if redis.call('HGET', active, id) ~= att or not cur then
-      stale = stale + 1
+      -- A STARTED/progress write that lost the race (flusher vs claim) to the final write of
+      -- the same attempt is late, not a zombie's: drop it without counting it as stale.
+      if not (cur and FINAL[cur] and (kind == 'S' or kind == 'P')
+              and redis.call('HGET', rk, 'att') == att) then
+        stale = stale + 1
+      end
     elseif FINAL[cur] then
       -- revoked while it sat in this worker's prefetch buffer: drop our write, keep REVOKED
       redis.call('HDEL', active, id)

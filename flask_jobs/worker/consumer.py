@@ -6,9 +6,11 @@ same :class:`Runtime`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .. import signals, states
-from ..exceptions import ContentDisallowed, DecodeError, TaskRevokedError, describe
+from ..exceptions import ContentDisallowed, DecodeError, EncodeError, TaskRevokedError, describe
 from ..execution import Outcome, execute
 from ..task import Context
 from .writer import Reporter, Writer
@@ -156,6 +158,9 @@ class Consumer:
             return
         try:
             body = rt.state.codecs.loads(claimed.body, claimed.ctype)
+            if not (isinstance(body, dict) and isinstance(body.get("args", []), list)
+                    and isinstance(body.get("kwargs", {}), dict)):
+                raise DecodeError("malformed message: not a {id, task, args, kwargs} mapping")
             task = rt.jobs.tasks[claimed.name]
         except (ContentDisallowed, DecodeError, KeyError) as exc:
             reason = (f"task {claimed.name!r} is not registered on this worker"
@@ -163,6 +168,7 @@ class Consumer:
             log.error("Dead-lettering task %s[%s]: %s", claimed.name, claimed.id, reason)
             writer.add(("D", claimed.id, claimed.attempt, "", "", reason, "", claimed.name, ""))
             return
+        reporter.task = task
         request = Context(
             id=claimed.id, task=claimed.name, args=body.get("args") or [],
             kwargs=body.get("kwargs") or {}, retries=body.get("retries", 0),
@@ -188,7 +194,12 @@ class Consumer:
                 slot.clear()
         retry_body = b""
         if outcome.state == states.RETRY and outcome.retry_body is not None:
-            retry_body = rt.state.codecs.dumps(outcome.retry_body, claimed.ctype)
+            try:
+                retry_body = rt.state.codecs.dumps(outcome.retry_body, claimed.ctype)
+            except EncodeError as exc:  # e.g. retry(args=[...]) with an unencodable value
+                err = EncodeError(f"Cannot retry task {task.name!r}: {exc}")
+                outcome = Outcome(states.FAILURE, describe(err), err,
+                                  "".join(traceback.format_exception(exc)))
         ignore = bool(task.ignore_result if request.ignore_result is None
                       else request.ignore_result)
         writer.finished(reporter, outcome, retry_body, ignore)
@@ -197,6 +208,23 @@ class Consumer:
             self._callbacks(request.link, (outcome.retval,))
         elif outcome.state == states.FAILURE and request.link_error:
             self._callbacks(request.link_error, (request.id,))
+        if outcome.state in (states.FAILURE, states.REVOKED) and request.link:
+            self._fail_chain(request.link, outcome)
+
+    def _fail_chain(self, sigs: list[dict[str, Any]], outcome: Outcome) -> None:
+        """The rest of a chain will never be sent: record this outcome under its ids (Celery
+        does the same), so ``get()`` on the chain's result raises instead of hanging."""
+        from ..canvas import chain_ids
+
+        ids = chain_ids(sigs)
+        if not ids:
+            return
+        try:
+            self.rt.flush(self.client)  # this task's own final write lands first
+            self.rt.state.broker.fail_links(ids, outcome.state, json.dumps(
+                outcome.value, default=str), outcome.traceback)
+        except Exception:
+            log.exception("Could not record the failure of the chain after %s", ids)
 
     def _callbacks(self, sigs: list[dict[str, Any]], args: tuple[Any, ...]) -> None:
         from ..canvas import signature
@@ -206,8 +234,12 @@ class Consumer:
                 try:
                     s = signature(sig, app=self.rt.jobs)
                     (s if s.get("immutable") else s.clone(args=args)).apply_async()
-                except Exception:
+                except Exception as exc:
                     log.exception("Could not send callback %r", sig)
+                    # A chain link that cannot be sent (e.g. wrong arguments) fails as it would
+                    # have run, instead of leaving the chain's result waiting for ever.
+                    self._fail_chain([sig], Outcome(states.FAILURE, describe(exc), exc,
+                                                    "".join(traceback.format_exception(exc))))
 
 
 def flusher(runtime: Runtime, tick: float = 0.01) -> None:

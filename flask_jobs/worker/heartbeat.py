@@ -37,6 +37,8 @@ class Heartbeat(threading.Thread):
         self.info = info
         self.on_control = on_control
         self.stop_event = threading.Event()
+        #: Held while beating or reaping: once :meth:`stop` returns, no beat is in flight.
+        self.beat_lock = threading.Lock()
         self.beats = 0
         timeout = state.orphan_timeout
         self.timeout_ms = max(100, int(timeout * 1000))
@@ -44,8 +46,10 @@ class Heartbeat(threading.Thread):
         self.reap_interval = max(0.05, timeout / 2)
 
     def stop(self) -> None:
-        """Stop the thread (it exits within one interval)."""
-        self.stop_event.set()
+        """Stop the thread (it exits within one interval); no beat is sent after this returns,
+        so a worker that unregisters next cannot be registered again by a late beat."""
+        with self.beat_lock:
+            self.stop_event.set()
 
     def beat(self, client: redis.Redis) -> None:
         """Renew every heartbeat now."""
@@ -64,15 +68,19 @@ class Heartbeat(threading.Thread):
                         ignore_subscribe_messages=True)
                     pubsub.subscribe(self.state.keys.control)
                 now = time.monotonic()
-                if now >= next_beat:
-                    self.beat(client)
-                    next_beat = now + self.interval
-                if now >= next_reap:
-                    given = self.state.broker.reap(client, self.caller,
-                                                   int(self.reap_interval * 1000))
-                    if given:
-                        log.warning("Gave back %d task(s) of dead workers to their queues", given)
-                    next_reap = now + self.reap_interval
+                with self.beat_lock:
+                    if self.stop_event.is_set():
+                        break  # a beat now could register the worker again after it unregistered
+                    if now >= next_beat:
+                        self.beat(client)
+                        next_beat = now + self.interval
+                    if now >= next_reap:
+                        given = self.state.broker.reap(client, self.caller,
+                                                       int(self.reap_interval * 1000))
+                        if given:
+                            log.warning("Gave back %d task(s) of dead workers to their queues",
+                                        given)
+                        next_reap = now + self.reap_interval
                 message = pubsub.get_message(timeout=max(0.0, next_beat - time.monotonic()))
                 if message is not None and message.get("type") == "message":
                     self._control(message["data"])

@@ -88,6 +88,8 @@ class Worker:
                      "concurrency": self.concurrency, "queues": self.queues,
                      "started": time.time()}
         self._signals_seen = 0
+        self._cold_timer: threading.Timer | None = None
+        self._main_hub: Any = None  # gevent pool: the hub of the consumers' thread
 
     # -- banner ------------------------------------------------------------------------------
 
@@ -127,7 +129,10 @@ class Worker:
         hb = Heartbeat(self.state, self.name, lambda: [self.name], self.info,
                        lambda cmd: self._control(rt, cmd, main_thread))
         hb.beat(self.state.client)  # registered before the first claim
-        hb.start()
+        if self.pool == "gevent":
+            self._main_hub = _start_native_thread(hb)
+        else:
+            hb.start()
         flush_thread = threading.Thread(target=flusher, args=(rt,), name="flask-jobs-flusher",
                                         daemon=True)
         flush_thread.start()
@@ -151,8 +156,16 @@ class Worker:
         except ColdShutdown:
             cold = True
         finally:
+            if self._cold_timer is not None:
+                self._cold_timer.cancel()
             rt.stop_event.set()
             signal.setitimer(signal.ITIMER_REAL, 0)
+            for consumer in consumers if cold else ():
+                # Prefetched, never started: back to the front of the queue without counting
+                # the delivery (a warm stop does this in Consumer.run; a cold one cuts it short).
+                while consumer.local:
+                    claimed = consumer.local.popleft()
+                    rt.writer.add(("L", claimed.id, claimed.attempt, "", "", "", "", "", ""))
             self._finish(rt, hb, cold)
         return 0
 
@@ -167,11 +180,11 @@ class Worker:
             except Exception as exc:
                 log.warning("Could not write final outcomes (%s); retrying", exc)
                 time.sleep(0.2)
+        hb.stop()  # before unregistering: a beat after it would register this worker again
         given = self.state.broker.unregister(client, self.name)
         if given:
             log.warning("%s stop: gave back %d task(s) to their queues", "Cold" if cold else
                         "Warm", given)
-        hb.stop()
         log.info("%s stopped.", self.hostname)
 
     # -- signals and control -----------------------------------------------------------------
@@ -186,8 +199,12 @@ class Worker:
                      "again for a cold stop", self.shutdown_timeout)
             rt.stop_event.set()
             if self.pool == "solo":
-                signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(ColdShutdown()))
-                signal.setitimer(signal.ITIMER_REAL, max(0.01, self.shutdown_timeout))
+                # The timeout is a second SIGTERM from a timer thread, not SIGALRM: the running
+                # task's time limits use SIGALRM and must keep working during a warm stop.
+                self._cold_timer = threading.Timer(max(0.01, self.shutdown_timeout), os.kill,
+                                                   (os.getpid(), signal.SIGTERM))
+                self._cold_timer.daemon = True
+                self._cold_timer.start()
                 if consumers[0].waiting:
                     raise Wakeup()
 
@@ -220,9 +237,24 @@ class Worker:
             import gevent
 
             for g in list(_greenlets_by_ident(ident)):
-                gevent.kill(g, Terminated, block=False)
+                # we run in the heartbeat's own OS thread: hand the kill to the workers' hub
+                self._main_hub.loop.run_callback_threadsafe(gevent.kill, g, Terminated)
         else:
             raise_in_thread(ident, Terminated)
+
+
+def _start_native_thread(hb: Heartbeat) -> Any:
+    """Under gevent, run the heartbeat in a real OS thread (gevent gives it its own hub): as a
+    greenlet it would starve behind a task that never yields (CPU-bound), its heartbeat would
+    lapse and the task would be delivered again while it still runs. Returns the caller's hub.
+    """
+    import gevent
+    from gevent import monkey
+
+    hb.stop_event = monkey.get_original("threading", "Event")()
+    hb.beat_lock = monkey.get_original("threading", "Lock")()
+    monkey.get_original("_thread", "start_new_thread")(hb.run, ())
+    return gevent.get_hub()
 
 
 def _greenlets_by_ident(ident: int) -> list[Any]:
@@ -274,6 +306,7 @@ class BackgroundWorker:
         self._threads.append(threading.Thread(target=flusher, args=(rt,), daemon=True))
         for t in self._threads:
             t.start()
+        signals.send(signals.worker_ready, w, hostname=w.hostname)  # as _finish sends shutdown
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -33,11 +33,13 @@ class Reporter:
     """
 
     __slots__ = ("task_id", "attempt", "pending", "sent", "started_at", "started_sent",
-                 "last_write")
+                 "last_write", "task")
 
     def __init__(self, task_id: str, attempt: int) -> None:
         self.task_id = task_id
         self.attempt = attempt
+        #: The running :class:`~flask_jobs.Task`: the sender of ``task_progress``.
+        self.task: Any = None
         self.pending: tuple[str | None, Any] | None = None
         self.sent: tuple[str | None, Any] | None = None
         self.started_at = time.monotonic()
@@ -74,11 +76,13 @@ class Writer:
         with self._lock:
             self._running[reporter.task_id] = reporter
 
-    def _progress_write(self, r: Reporter, pending: tuple[str | None, Any]) -> Write:
+    def _progress_write(self, r: Reporter, pending: tuple[str | None, Any],
+                        notify: bool = True) -> Write:
         state, meta = pending
         if state is None:
             state, meta = states.PROGRESS, progress_meta(*meta)
-        signals.send(signals.task_progress, None, task_id=r.task_id, state=state, meta=meta)
+        if notify:
+            signals.send(signals.task_progress, r.task, task_id=r.task_id, state=state, meta=meta)
         try:
             data = self._dumps(meta, self._rtype)
         except Exception as exc:  # a meta we cannot encode must not kill the task or flusher
@@ -93,8 +97,12 @@ class Writer:
         with self._lock:
             self._running.pop(reporter.task_id, None)
             pending = reporter.pending
-            if pending is not None and pending is not reporter.sent:
-                self._buffer.append(self._progress_write(reporter, pending))
+            if pending is not None:
+                # Always, even if the flusher took it already: its write may still be in flight
+                # on another connection and land after the final one (it is then dropped), and
+                # the last report must be written before the final state.
+                self._buffer.append(self._progress_write(reporter, pending,
+                                                         notify=pending is not reporter.sent))
             if not self._buffer:
                 self._oldest = time.monotonic()
             self._buffer.append(write)

@@ -251,3 +251,90 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     jobs.init_app(app)
     return app
+
+
+# -- tasks for the API tests (test_task, test_calling, test_result, test_progress, ...) ----------
+
+
+@jobs.task
+def record(value, key="records"):
+    """Append ``value`` to the Redis list ``key``: the test reads what ran, and in which order."""
+    effects().rpush(key, json.dumps(value))
+    return value
+
+
+@jobs.task
+def wait_gate(gate, timeout=10.0):
+    """Block until the test pushes to the Redis list ``gate`` (or ``timeout``); returns it."""
+    item = effects().blpop([gate], timeout=timeout)
+    return item[1].decode() if item else None
+
+
+@jobs.task(bind=True)
+def request_info(self, *args, **kwargs):
+    """Everything a bound task can read from its request."""
+    r = self.request
+    return {"id": r.id, "task": r.task, "args": list(r.args), "kwargs": dict(r.kwargs),
+            "retries": r.retries, "hostname": r.hostname, "delivery_attempt": r.delivery_attempt,
+            "attempt": r.attempt, "headers": r.headers, "called_directly": r.called_directly,
+            "is_eager": r.is_eager, "name": self.name}
+
+
+@jobs.task(bind=True)
+def state_then_gate(self, gate, state="PROGRESS", timeout=10.0):
+    """Report ``state`` with a meta, then wait on ``gate`` so readers can see it."""
+    if state == "PROGRESS":
+        self.progress(3, 10, status="three of ten")
+    else:
+        self.update_state(state=state, meta={"phase": 1})
+    item = effects().blpop([gate], timeout=timeout)
+    return "released" if item else "timed out"
+
+
+# -- tasks for the worker/reliability tests (test_time_limits, test_dead_letters, ...) -----------
+
+
+@jobs.task(soft_time_limit=0.3)
+def soft_limited_steps(seconds=10.0):
+    """Sleeps in short steps (so a thread pool's asynchronous exception lands at once)."""
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < seconds:
+            time.sleep(0.01)
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "not interrupted"
+
+
+@jobs.task(time_limit=0.3)
+def hard_limited_stuck(seconds=30.0):
+    """Ignores its time limit (SIGALRM blocked, as in a stuck C call): only a kill stops it."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGUSR1})
+    time.sleep(seconds)
+    return "finished"
+
+
+if os.environ.get("JOBS_TEST_LATE_DEPLOY"):
+    # Registered only on workers started with this variable: a task "deployed later", for the
+    # dead-letter requeue test (an old worker dead-letters it, a new one runs it).
+    @jobs.task(name="tests.late_deployed")
+    def late_deployed(x):
+        return x * 10
+
+
+@jobs.task(bind=True, max_retries=3)
+def retry_with_unencodable_args(self):
+    """Asks to be retried with an argument the serializer cannot encode."""
+    if self.request.retries == 0:
+        raise self.retry(args=[object()], countdown=0)
+    return "retried"
+
+
+@jobs.task(bind=True, max_retries=3)
+def retry_with_new_args(self, *args, **kwargs):
+    """Retries once with no positional arguments and new keyword arguments."""
+    if self.request.retries == 0:
+        raise self.retry(args=[], kwargs={"second": True}, countdown=0)
+    return {"args": list(args), "kwargs": kwargs}

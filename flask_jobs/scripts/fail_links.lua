@@ -1,0 +1,19 @@
+-- fail_links.lua: a task of a chain failed (or was revoked), so the links after it will never
+-- be sent. Record its final state under their ids too, so waiting on the chain's result raises
+-- the error instead of hanging, as in Celery. Ids that already have a record are left alone.
+-- ARGV: prefix, result_ttl_ms, state, result (json), traceback, then the ids.
+-- Returns the number of records written.
+local ttl, state, result, tb = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local written = 0
+for i = 6, #ARGV do
+  local id = ARGV[i]
+  local rk = tkey(id)
+  if redis.call('EXISTS', rk) == 0 then
+    redis.call('HSET', rk, 'state', state, 'rtype', 'json', 'result', result, 'tb', tb,
+      'reason', 'an earlier task of its chain ended in ' .. state, 'done', NOW, 'upd', NOW)
+    redis.call('PEXPIRE', rk, ttl)
+    publish(id, state)
+    written = written + 1
+  end
+end
+return written

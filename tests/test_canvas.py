@@ -1,0 +1,204 @@
+"""Canvas: signatures, group (one round trip), chain, and Celery's idioms."""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_jobs import GroupResult, Signature, chain, group, signature
+from flask_jobs.exceptions import EncodeError
+from tests.apps import basic
+from tests.apps import basic as tasks
+from tests.apps.basic import CustomError
+from tests.conftest import wait_for
+
+
+def stored_keys(client) -> list[bytes]:
+    """Every key except worker bookkeeping (a stopping worker's last heartbeat may land late)."""
+    return [k for k in client.keys("*")
+            if not k.startswith((b"jobs:hb:", b"jobs:workers", b"jobs:lock:", b"jobs:w:"))]
+
+
+def evalsha_calls(client) -> int:
+    return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+def test_signature_fields_clone_set(app):
+    sig = basic.add.s(2)
+    assert isinstance(sig, Signature) and isinstance(sig, dict)
+    assert sig.name == sig["task"] == "tests.apps.basic.add"
+    assert sig.args == [2] and sig.kwargs == {} and sig.options == {}
+    assert not sig.immutable
+    assert repr(sig) == "tests.apps.basic.add(2)"
+
+    clone = sig.clone(args=(1,), countdown=3)
+    assert clone.args == [1, 2] and clone.options == {"countdown": 3}
+    assert sig.args == [2] and sig.options == {}  # the original is untouched
+
+    assert sig.set(queue="other") is sig
+    assert sig.options == {"queue": "other"}
+
+    assert signature(dict(sig)) == sig  # a plain dict (as in a message) comes back
+    assert basic.add.signature((1, 2), {}, countdown=1).options == {"countdown": 1}
+
+
+def test_immutable_signature_ignores_partial_args(app):
+    sig = basic.add.si(1, 1)
+    assert sig.immutable
+    assert sig.clone(args=(99,)).args == [1, 1]
+
+
+def test_signature_delay_and_apply_async(app, jobs_worker):
+    assert basic.add.s(2).delay(3).get(timeout=10) == 5
+    assert basic.add.s(2, 3)().get(timeout=10) == 5
+    result = basic.request_info.s(1).set(headers={"h": 1}).apply_async((0,))
+    info = result.get(timeout=10)
+    assert info["args"] == [0, 1] and info["headers"] == {"h": 1}
+
+
+def test_signature_by_name(app, jobs_worker):
+    assert Signature("tests.apps.basic.mul", (6, 7), app=basic.jobs).delay().get(timeout=10) == 42
+
+
+def test_signature_apply_runs_here(app, jobs_redis):
+    result = basic.add.s(2).apply((5,))
+    assert result.get() == 7
+    assert stored_keys(jobs_redis) == []
+
+
+def test_group(app, jobs_worker):
+    result = group(basic.add.s(i, i) for i in range(10)).apply_async()
+    assert isinstance(result, GroupResult)
+    assert len(result) == 10
+    assert result.get(timeout=10) == [2 * i for i in range(10)]
+    assert result.ready() and result.successful() and not result.failed()
+    assert result.completed_count() == 10
+    assert [r.get(timeout=1) for r in result.results] == [2 * i for i in range(10)]
+    assert result.children == result.results
+
+
+def test_group_with_a_failure(app, jobs_worker):
+    result = group(basic.add.s(1, 1), basic.fail.s("one bad"), basic.add.s(2, 2))()
+    with pytest.raises(CustomError, match="one bad"):
+        result.get(timeout=10)
+    wait_for(result.ready, message="every member to finish")
+    assert result.failed() and not result.successful()
+    assert result.completed_count() == 2
+    values = result.get(timeout=10, propagate=False)
+    assert values[0] == 2 and values[2] == 4 and isinstance(values[1], CustomError)
+
+
+def test_group_restore_by_id(app, jobs_worker):
+    sent = group(basic.mul.s(i, 3) for i in range(5))()
+    restored = basic.jobs.GroupResult(sent.id)
+    assert restored.id == sent.id
+    assert [r.id for r in restored.results] == [r.id for r in sent.results]
+    assert restored.get(timeout=10) == [0, 3, 6, 9, 12]
+    assert restored.completed_count() == 5
+
+
+def test_group_messages_in_one_round_trip(app, jobs_redis):
+    basic.add.delay(0, 0)  # the enqueue script is loaded now, so no NOSCRIPT retry below
+    before = evalsha_calls(jobs_redis)
+    result = group(basic.add.s(i, 1) for i in range(50)).apply_async()
+    assert evalsha_calls(jobs_redis) - before == 1
+    assert len(result) == 50
+    assert all(jobs_redis.hget(f"jobs:t:{r.id}", "state") == b"PENDING" for r in result)
+    assert jobs_redis.lrange(f"jobs:g:{result.id}", 0, -1) == [r.id.encode() for r in result]
+
+
+def test_group_with_one_bad_member_sends_nothing(app, jobs_redis):
+    with pytest.raises(TypeError):
+        group(basic.add.s(1, 1), basic.add.s(1, 2, 3), basic.add.s(2, 2)).apply_async()
+    with pytest.raises(EncodeError, match="argument 1"):
+        group(basic.add.s(1, 1), basic.add.s(1, object())).apply_async()
+    assert stored_keys(jobs_redis) == []
+
+
+def test_empty_group(app):
+    result = group([]).apply_async()
+    assert result.results == [] and result.get(timeout=1) == []
+
+
+def test_chain(app, jobs_worker):
+    result = chain(basic.add.s(2, 2), basic.add.s(4), basic.mul.s(8))()
+    assert result.get(timeout=10) == 64
+    assert result.parent.get(timeout=10) == 8
+    assert result.parent.parent.get(timeout=10) == 4
+    assert result.parent.parent.parent is None
+    assert result.name == "tests.apps.basic.mul"
+    assert result.parent.parent.name == "tests.apps.basic.add"
+
+
+def test_chain_with_pipe(app, jobs_worker):
+    assert (basic.add.s(1, 2) | basic.mul.s(10) | basic.add.s(1))().get(timeout=10) == 31
+
+
+def test_chain_with_immutable_signature(app, jobs_worker):
+    result = chain(basic.add.s(1, 1), basic.add.si(10, 10), basic.mul.s(2))()
+    assert result.get(timeout=10) == 40
+    assert result.parent.get(timeout=10) == 20
+    assert result.parent.parent.get(timeout=10) == 2
+
+
+def test_chain_stops_at_a_failure_and_its_result_raises(app, jobs_redis, jobs_worker):
+    result = chain(basic.add.s(1, 1), basic.fail.s(), basic.record.s(key="chain-after"),
+                   basic.record.s(key="chain-after"))()
+    # As in Celery: the rest of the chain never runs, and waiting on its result raises the
+    # error instead of hanging.
+    with pytest.raises(CustomError, match="2"):
+        result.get(timeout=10)
+    assert result.state == "FAILURE"
+    assert result.parent.state == "FAILURE"
+    assert isinstance(result.parent.result, CustomError)
+    assert result.parent.parent.state == "FAILURE"  # the task that failed
+    assert "CustomError" in result.traceback
+    assert result.parent.parent.parent.get(timeout=1) == 2
+    assert jobs_redis.lrange("chain-after", 0, -1) == []
+
+
+def test_link_callback_is_not_failed_with_its_parent(app, jobs_redis, jobs_worker):
+    failed = basic.fail.apply_async(link=basic.record.s(key="cb"))
+    with pytest.raises(CustomError):
+        failed.get(timeout=10)
+    assert jobs_redis.lrange("cb", 0, -1) == []
+    assert jobs_redis.keys("jobs:t:*") == [f"jobs:t:{failed.id}".encode()]
+
+
+def test_chain_with_partial_args(app, jobs_worker):
+    assert chain(basic.add.s(1), basic.mul.s(3)).delay(2).get(timeout=10) == 9
+
+
+def test_link_option(app, jobs_redis, jobs_worker):
+    first = basic.add.apply_async((3, 4), link=basic.record.s(key="linked"))
+    assert first.get(timeout=10) == 7
+    wait_for(lambda: jobs_redis.lrange("linked", 0, -1), message="the linked task")
+    assert jobs_redis.lrange("linked", 0, -1) == [b"7"]
+
+
+def test_link_error_option(app, jobs_redis, jobs_worker):
+    failed = basic.fail.apply_async(("x",), link_error=basic.record.s(key="errback"))
+    with pytest.raises(CustomError):
+        failed.get(timeout=10)
+    wait_for(lambda: jobs_redis.lrange("errback", 0, -1), message="the error callback")
+    assert jobs_redis.lrange("errback", 0, -1) == [f'"{failed.id}"'.encode()]
+
+
+def test_seed_idioms(app, jobs_worker):
+    assert group(tasks.add.s(i, i) for i in range(10))().get(timeout=10) == [
+        0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert chain(tasks.add.s(2, 2), tasks.add.s(5), tasks.mul.s(8))().get(timeout=10) == 72
+
+
+def test_canvas_in_eager_mode(app, jobs_eager, jobs_redis):
+    assert group(basic.add.s(i, i) for i in range(3))().get() == [0, 2, 4]
+    assert chain(basic.add.s(2, 2), basic.add.s(5), basic.mul.s(8))().get() == 72
+    assert stored_keys(jobs_redis) == []
+
+
+def test_chain_link_with_wrong_arguments_fails_the_chain(app, jobs_worker):
+    # add.s(1, 2) gets the parent's result as a third argument: add() takes two.
+    result = chain(basic.add.s(1, 1), basic.add.s(1, 2), basic.mul.s(2))()
+    with pytest.raises(TypeError, match="Wrong arguments for task 'tests.apps.basic.add'"):
+        result.get(timeout=10)
+    assert result.parent.state == "FAILURE"
+    assert result.parent.parent.get(timeout=1) == 2

@@ -1,0 +1,92 @@
+"""Revoking tasks with real workers: queued, delayed and prefetched tasks never run; running ones
+stop with ``terminate=True`` in every pool that supports it, and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_jobs import group
+from flask_jobs.exceptions import TaskRevokedError
+from tests.apps import basic
+from tests.conftest import wait_for
+from tests.worker_helpers import active_entries, children, ends, field, starts
+
+
+def test_revoked_queued_and_delayed_tasks_never_run(app, jobs_redis, worker_process):
+    # Given a queued and a delayed task, revoked before any worker runs
+    queued = basic.sleep_and_record.delay(0)
+    delayed = basic.sleep_and_record.apply_async((0,), countdown=0.5)
+    queued.revoke()
+    delayed.revoke()
+    assert queued.state == delayed.state == "REVOKED"
+    assert jobs_redis.zscore("jobs:delayed", delayed.id) is None
+    # When a worker runs, past the delayed task's due time
+    worker_process("-P", "solo")
+    after = basic.sleep_and_record.apply_async((0,), countdown=0.6)
+    after.get(timeout=10)
+    # Expect neither revoked task to have run
+    assert [s[0] for s in starts(jobs_redis)] == [after.id]
+    with pytest.raises(TaskRevokedError):
+        queued.get(timeout=1)
+    assert field(jobs_redis, queued.id, "reason") == "revoked"
+
+
+def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process):
+    # Given a solo worker running a task with another one claimed in its buffer
+    worker_process("-P", "solo", "--prefetch", "2")
+    first, second = group(basic.sleep_and_record.s(1.0), basic.sleep_and_record.s(0)).apply_async()
+    wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the first task to start")
+    assert second.id in next(iter(active_entries(jobs_redis).values()))
+    # When the buffered one is revoked
+    second.revoke()
+    # Expect it never to start, to stay REVOKED, and the first to finish normally
+    assert first.get(timeout=10)
+    wait_for(lambda: not active_entries(jobs_redis), 10, "the worker to settle")
+    assert second.state == "REVOKED"
+    assert [s[0] for s in starts(jobs_redis)] == [first.id]
+
+
+# One consumer each, so the worker can run another task only once the long one is stopped.
+TERMINATE_POOLS = [
+    pytest.param(["-P", "solo"], id="solo"),
+    pytest.param(["-P", "threads", "-c", "1"], id="threads"),
+    pytest.param(["-P", "prefork", "-c", "1"], id="prefork"),
+    pytest.param(["-P", "gevent", "-c", "1"], id="gevent"),
+]
+
+
+@pytest.mark.parametrize("pool", TERMINATE_POOLS)
+def test_terminate_running_task(app, jobs_redis, worker_process, pool):
+    # Given a worker whose only consumer runs a 30 s task (recorded as STARTED)
+    w = worker_process(*pool, "--prefetch", "1")
+    r = basic.sleep_and_record.delay(30)
+    wait_for(lambda: starts(jobs_redis) and r.state == "STARTED", 10, "the task to start")
+    # When it is revoked with terminate=True
+    r.revoke(terminate=True)
+    # Expect it to become REVOKED
+    with pytest.raises(TaskRevokedError):
+        r.get(timeout=10)
+    assert r.state == "REVOKED"
+    # ... and really stop: the single consumer is free to run another task long before 30 s
+    assert basic.add.delay(2, 2).get(timeout=10) == 4
+    assert ends(jobs_redis) == []
+    assert w.proc.poll() is None
+    assert "failed" not in w.output()  # the control command did not raise
+    # ... and the revoked task is not delivered again
+    assert len(starts(jobs_redis)) == 1
+    assert not active_entries(jobs_redis) or r.id not in str(active_entries(jobs_redis))
+
+
+def test_terminate_with_sigkill_in_prefork_replaces_child(app, jobs_redis, worker_process):
+    w = worker_process("-P", "prefork", "-c", "1")
+    before = children(w.proc.pid)
+    r = basic.sleep_and_record.delay(30)
+    wait_for(lambda: starts(jobs_redis), 10, "the task to start")
+    r.revoke(terminate=True, signal="SIGKILL")
+    with pytest.raises(TaskRevokedError):
+        r.get(timeout=10)
+    wait_for(lambda: children(w.proc.pid) and children(w.proc.pid) != before, 10,
+             "a new child")
+    assert basic.add.delay(2, 2).get(timeout=10) == 4
+    assert len(starts(jobs_redis)) == 1
