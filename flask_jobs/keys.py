@@ -27,7 +27,7 @@ key                            type     what it holds, and when it goes away
                                         is gone the reaper gives the worker's tasks back.
 ``P workers``                  set      Names of workers that may own active tasks.
 ``P lock:reaper``              string   Mutex for the reaper (``SET NX PX``).
-``P dlq``                      list     Dead letters: JSON ``{id, name, reason, at}``, capped; the body stays in the record.
+``P dlq``                      list     Dead letters: JSON ``{id, name, reason, at}``, capped.
 ``P stats``                    hash     Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``.
 ``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change.
 ``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).

@@ -6,8 +6,8 @@ import datetime as dt
 import inspect
 import threading
 import types
-from os import urandom as _urandom
 from collections.abc import Callable, Iterable
+from os import urandom as _urandom
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import EncodeError, MaxRetriesExceededError, PayloadTooLarge, Retry
