@@ -64,7 +64,7 @@ def test_max_tasks_per_child_recycles_children(app, jobs_redis, worker_process):
     assert first_child[0] in per_child
     # ... and no task to run twice (the prefetched extra is given back, not lost)
     assert set(start_counts(jobs_redis).values()) == {1}
-    wait_for(lambda: children(w.proc.pid) and children(w.proc.pid)[0] not in per_child, 10,
+    wait_for(lambda: (kids := children(w.proc.pid)) and kids[0] not in per_child, 10,
              "a fresh child after the last recycle")
 
 

@@ -86,7 +86,7 @@ def test_terminate_with_sigkill_in_prefork_replaces_child(app, jobs_redis, worke
     r.revoke(terminate=True, signal="SIGKILL")
     with pytest.raises(TaskRevokedError):
         r.get(timeout=10)
-    wait_for(lambda: children(w.proc.pid) and children(w.proc.pid) != before, 10,
+    wait_for(lambda: (kids := children(w.proc.pid)) and kids != before, 10,
              "a new child")
     assert basic.add.delay(2, 2).get(timeout=10) == 4
     assert len(starts(jobs_redis)) == 1

@@ -72,7 +72,7 @@ def test_prefork_parent_kills_child_stuck_past_hard_limit(app, jobs_redis, worke
         r.get(timeout=15)
     assert field(jobs_redis, r.id, "att") == "1"
     # ... and the pool to recover with a new child
-    wait_for(lambda: children(w.proc.pid) and children(w.proc.pid) != before, 10,
+    wait_for(lambda: (kids := children(w.proc.pid)) and kids != before, 10,
              "a replacement child")
     assert basic.add.delay(1, 1).get(timeout=10) == 2
     assert "past its hard time limit" in w.output()
