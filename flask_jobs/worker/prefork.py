@@ -177,7 +177,10 @@ class PreforkSupervisor:
         finally:
             signals.send(signals.worker_shutdown, w, hostname=w.hostname)
             hb.stop()
-            self.state.broker.unregister(self.state.client, w.name)
+            # After the last beat: children unregistered themselves, but a beat of ours may
+            # have registered their identities again in between.
+            for name in [w.name] + [slot.name for slot in self.slots if slot.name]:
+                self.state.broker.unregister(self.state.client, name)
             log.info("%s stopped.", w.hostname)
         return 0
 
