@@ -29,9 +29,11 @@ $(VENV)/.bench: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.web_bench
 
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.web_bench --quick
 
 $(VENV)/.docs: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[docs]'

@@ -41,36 +41,26 @@ def app(jobs_redis_url: str, jobs_redis: Any) -> Any:
         yield app
 
 
-class WorkerProcess:
-    """A real ``flask jobs worker`` process on the test app."""
+class LoggedProcess:
+    """A subprocess in its own session with its output in a log file."""
 
-    def __init__(self, redis_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        full_env = {**os.environ, "JOBS_BROKER_URL": redis_url, "JOBS_ORPHAN_TIMEOUT": "1.0",
-                    "PYTHONPATH": str(ROOT), **(env or {})}
-        self.args = [sys.executable, "-m", "flask", "--app", "tests.apps.basic:create_app",
-                     "jobs", "worker", *args]
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"worker-{time.time_ns()}.log"
-        self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen(self.args, env=full_env, cwd=ROOT, stdout=self.log,
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self.log = open(log_path, "w+")
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
-        """Everything the worker printed so far."""
+        """Everything the process printed so far."""
         return self.log_path.read_text()
 
-    def wait_ready(self, timeout: float = 20.0) -> WorkerProcess:
-        """Wait for the 'ready.' log line."""
-        wait_for(lambda: "ready." in self.output() or self.proc.poll() is not None, timeout,
-                 "worker ready")
-        assert self.proc.poll() is None, self.output()
-        return self
-
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the worker's main process."""
+        """Send ``sig`` to the main process."""
         self.proc.send_signal(sig)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (parent and prefork children)."""
+        """SIGKILL the whole process group (a worker's prefork children too)."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -78,7 +68,7 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self, timeout: float = 20.0) -> int:
-        """Warm stop (SIGTERM) and return the exit code."""
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -86,6 +76,25 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.proc.returncode
+
+
+class WorkerProcess(LoggedProcess):
+    """A real ``flask jobs worker`` process on the test app."""
+
+    def __init__(self, redis_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, "JOBS_BROKER_URL": redis_url, "JOBS_ORPHAN_TIMEOUT": "1.0",
+                    "PYTHONPATH": str(ROOT), **(env or {})}
+        argv = [sys.executable, "-m", "flask", "--app", "tests.apps.basic:create_app",
+                "jobs", "worker", *args]
+        log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"worker-{time.time_ns()}.log"
+        super().__init__(argv, full_env, log_path)
+
+    def wait_ready(self, timeout: float = 20.0) -> WorkerProcess:
+        """Wait for the 'ready.' log line."""
+        wait_for(lambda: "ready." in self.output() or self.proc.poll() is not None, timeout,
+                 "worker ready")
+        assert self.proc.poll() is None, self.output()
+        return self
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ key moments go to ``artifacts/screenshots/``. Waits are Playwright's (``expect``
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import urllib.request
@@ -26,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import wait_for
+from tests.conftest import LoggedProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -89,33 +87,13 @@ def _env(redis_url: str, upload_dir: Path, **extra: str) -> dict[str, str]:
             "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
 
 
-class Process:
-    """A subprocess with its output in a log file; stopped with SIGTERM, else killed."""
+class Process(LoggedProcess):
+    """A subprocess whose log is closed when it is stopped."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self.log = open(log_path, "w+")
-        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(10)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def stop(self, timeout: float = 15.0) -> int:
+        code = super().stop(timeout)
         self.log.close()
+        return code
 
 
 class LiveServer:
