@@ -126,7 +126,7 @@ def bench_status(redis_url: str, seconds: float) -> dict:
         _kill(server)
 
 
-def _sse_clients(port: int, path: str, n: int, events: int, out: multiprocessing.Queue) -> None:
+def _sse_clients(port: int, path: str, n: int, events: int, out_path: str) -> None:
     """n concurrent SSE readers in one process (gevent); reports receive times per current."""
     from gevent import monkey
 
@@ -137,7 +137,7 @@ def _sse_clients(port: int, path: str, n: int, events: int, out: multiprocessing
 
     def reader(i: int) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode())
         buf = b""
         while True:
             chunk = sock.recv(65536)
@@ -148,7 +148,7 @@ def _sse_clients(port: int, path: str, n: int, events: int, out: multiprocessing
             while b"\n\n" in buf:
                 event, buf = buf.split(b"\n\n", 1)
                 for line in event.split(b"\n"):
-                    # chunked transfer encoding may prefix sizes; look for data lines only
+                    # HTTP/1.0: no chunked framing, and the server closes at the end
                     if line.startswith(b"data:"):
                         try:
                             data = json.loads(line[5:])
@@ -162,7 +162,8 @@ def _sse_clients(port: int, path: str, n: int, events: int, out: multiprocessing
 
     jobs = [gevent.spawn(reader, i) for i in range(n)]
     gevent.joinall(jobs, timeout=events * 0.25 + 60)
-    out.put(received)
+    # A file, not a multiprocessing queue: its feeder thread is a greenlet after patch_all.
+    Path(out_path).write_text(json.dumps(received))
 
 
 def bench_sse(redis_url: str, clients: int, events: int) -> dict:
@@ -212,9 +213,10 @@ def bench_sse(redis_url: str, clients: int, events: int) -> dict:
             result = fj_app.paced_progress.apply_async((events, 0.25), countdown=2.0)
         ref = client.pubsub()
         ref.subscribe(fj_app.app.extensions["jobs"].keys.events(result.id))
-        out: multiprocessing.Queue = multiprocessing.Queue()
+        out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"sse-{os.getpid()}.json"
         readers = multiprocessing.Process(
-            target=_sse_clients, args=(port, f"/jobs/events/{result.id}", clients, events, out)
+            target=_sse_clients,
+            args=(port, f"/jobs/events/{result.id}", clients, events, str(out_path)),
         )
         readers.start()
         # Reference times: when Redis published each PROGRESS change (seen by a direct
@@ -232,10 +234,13 @@ def bench_sse(redis_url: str, clients: int, events: int) -> dict:
                         reference.setdefault(int(meta["current"]), now)
                 elif message["data"] in (b"SUCCESS", b"FAILURE"):
                     break
-        received = out.get(timeout=120)
-        readers.join()
+        readers.join(120)
+        received = [{int(k): v for k, v in times.items()} for times in json.loads(out_path.read_text())]
+        out_path.unlink()
         delays = [(times[c] - t) * 1000 for times in received for c, t in reference.items() if c in times]
         complete = sum(1 for times in received if all(c in times for c in reference))
+        counts = sorted(len(times) for times in received)
+        first_seen = sorted(min(times) if times else 0 for times in received)
         delays.sort()
         return {
             "p50_ms": statistics.median(delays) if delays else None,
@@ -244,6 +249,8 @@ def bench_sse(redis_url: str, clients: int, events: int) -> dict:
             "streams": clients,
             "events": len(reference),
             "complete_streams": complete,
+            "events_per_stream_min_max": [counts[0], counts[-1]] if counts else None,
+            "first_event_spread_ms": (first_seen[-1] - first_seen[0]) * 1000 if first_seen else None,
             "config": "gunicorn -k gevent -w 1",
         }
     finally:

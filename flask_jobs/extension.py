@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_MAX_MESSAGE_SIZE": 16 * 1024 * 1024,
     "JOBS_BROKER_CONNECT_TIMEOUT": 2.0,
     "JOBS_BROKER_TIMEOUT": 5.0,
+    "JOBS_BROKER_MAX_CONNECTIONS": 10000,
     "JOBS_WORKER_SHUTDOWN_TIMEOUT": 25.0,
     "JOBS_WORKER_PREFETCH": 4,
     "JOBS_WORKER_CONCURRENCY": None,
@@ -129,6 +130,9 @@ class JobsState:
             url,
             socket_connect_timeout=float(c["JOBS_BROKER_CONNECT_TIMEOUT"]),
             socket_timeout=None if blocking else float(c["JOBS_BROKER_TIMEOUT"]),
+            # Each open event stream holds a connection; redis-py's own default cap (100)
+            # would refuse the 101st viewer of a progress page.
+            max_connections=int(c["JOBS_BROKER_MAX_CONNECTIONS"]),
             health_check_interval=30,
         )
 
