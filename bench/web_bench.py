@@ -29,6 +29,8 @@ from pathlib import Path
 
 import redis
 
+from bench.flask_jobs_bench import _worker
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -187,22 +189,7 @@ def bench_sse(redis_url: str, clients: int, events: int) -> dict:
         ],
         env,
     )
-    worker = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "bench.fj_app:app",
-            "jobs",
-            "worker",
-            "-P",
-            "solo",
-            "-l",
-            "WARNING",
-        ],
-        env,
-    )
+    worker = _spawn(_worker("solo"), env)
     try:
         _wait_http(port)
         os.environ["BENCH_REDIS_URL"] = redis_url

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -104,9 +105,14 @@ class Consumer:
         self.local: deque[Claimed] = deque()
         self.waiting = False
         self.client = runtime.state.make_client(blocking=True)
+        #: The greenlet running this consumer under the gevent pool (for terminate), else None.
+        self.greenlet: Any = None
 
     def run(self) -> None:
         """Loop until the runtime stops; then give back what was claimed but not started."""
+        gevent = sys.modules.get("gevent")
+        if gevent is not None and gevent.monkey.is_module_patched("threading"):
+            self.greenlet = gevent.getcurrent()
         rt, broker, writer = self.rt, self.rt.state.broker, self.rt.writer
         markers = [rt.state.keys.marker(q) for q in rt.queues]
         backoff = 0.0

@@ -228,7 +228,7 @@ class Worker:
         rt.revoked.add(task_id)
         if not command.get("terminate") or task_id not in rt.current:
             return
-        ident, _consumer = rt.current[task_id]
+        ident, consumer = rt.current[task_id]
         log.info("Terminating task %s", task_id)
         if self.pool == "solo":
             rt.terminate_target = task_id  # type: ignore[attr-defined]
@@ -236,9 +236,10 @@ class Worker:
         elif self.pool == "gevent":
             import gevent
 
-            for g in list(_greenlets_by_ident(ident)):
+            if consumer.greenlet is not None:
                 # we run in the heartbeat's own OS thread: hand the kill to the workers' hub
-                self._main_hub.loop.run_callback_threadsafe(gevent.kill, g, Terminated)
+                self._main_hub.loop.run_callback_threadsafe(gevent.kill, consumer.greenlet,
+                                                            Terminated)
         else:
             raise_in_thread(ident, Terminated)
 
@@ -256,13 +257,6 @@ def _start_native_thread(hb: Heartbeat) -> Any:
     monkey.get_original("_thread", "start_new_thread")(hb.run, ())
     return gevent.get_hub()
 
-
-def _greenlets_by_ident(ident: int) -> list[Any]:
-    import gc
-
-    import greenlet
-
-    return [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and id(o) == ident]
 
 
 def configure_logging(level: str = "INFO") -> None:
