@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .direct import DirectLine
 from .exceptions import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -29,9 +30,13 @@ ENQUEUE_CHUNK = 1000
 
 @functools.cache
 def script_source(name: str) -> str:
-    """The text of ``scripts/<name>.lua`` with the shared library in front of it."""
+    """The text of ``scripts/<name>.lua`` with the shared library in front of it (unless the
+    script's first line says it is ``standalone``)."""
     folder = resources.files("flask_jobs") / "scripts"
-    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+    source = (folder / f"{name}.lua").read_text()
+    if source.startswith("-- standalone"):
+        return source
+    return (folder / "lib.lua").read_text() + "\n" + source
 
 
 class Claimed:
@@ -54,6 +59,8 @@ class Broker:
         self.keys = state.keys
         self.base = state.keys.base
         self._enqueue = client.register_script(script_source("enqueue"))
+        #: Producer hot path: enqueue calls skip redis-py's pool (see :mod:`flask_jobs.direct`).
+        self.direct = DirectLine(client.connection_pool)
         self._claim = client.register_script(script_source("claim"))
         self._write = client.register_script(script_source("write"))
         self._reap = client.register_script(script_source("reap"))
@@ -62,29 +69,34 @@ class Broker:
 
     # -- producer side -----------------------------------------------------------------------
 
-    def enqueue(self, messages: Sequence[Message]) -> int:
-        """Write PENDING records and queue the messages, atomically per call.
+    def enqueue(self, messages: Sequence[Message], group: str = "") -> int:
+        """Write PENDING records and queue the messages, atomically per script call.
 
-        One round trip however many messages: up to :data:`ENQUEUE_CHUNK` per script call, and
-        several calls go in one pipeline.
+        One round trip however many messages: up to :data:`ENQUEUE_CHUNK` per script call,
+        and the calls are pipelined, so Redis runs one chunk while the next is packed. A
+        connection lost before the replies came is retried once with every id checked by the
+        script, so nothing is queued twice.
 
+        :param group: the group id of every message (``group(...).apply_async()``).
         :raises BrokerUnavailable: Redis did not answer in time; the caller should answer 503.
         """
-        ttl = self.state.result_ttl_ms
+        check, reconnected, loaded = "", False, False
         try:
-            if len(messages) <= ENQUEUE_CHUNK:
-                args: list[Any] = [self.base, ttl, len(messages)]
-                for m in messages:
-                    args.extend(m.fields())
-                return int(self._enqueue(args=args))
-            pipe = self.client.pipeline(transaction=False)
-            for start in range(0, len(messages), ENQUEUE_CHUNK):
-                chunk = messages[start:start + ENQUEUE_CHUNK]
-                args = [self.base, ttl, len(chunk)]
-                for m in chunk:
-                    args.extend(m.fields())
-                self._enqueue(args=args, client=pipe)
-            return sum(int(n) for n in pipe.execute())
+            while True:
+                try:
+                    return self._send(messages, group, check)
+                except redis.exceptions.NoScriptError:
+                    if loaded:
+                        raise
+                    loaded = True  # Redis restarted or SCRIPT FLUSH: nothing ran
+                    self.direct.load(self._enqueue.script)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    if reconnected:
+                        raise
+                    reconnected = True
+                    # The first send may have run before the connection dropped: check ids.
+                    check = "1"
+                    log.info("Redis connection lost while queueing (%s); sending again", exc)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerUnavailable(
                 f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
@@ -97,6 +109,19 @@ class Broker:
                 f"Could not queue the task: Redis at {self.state.broker_url_safe} is out of "
                 "memory (maxmemory reached). Nothing was queued; free memory or raise maxmemory."
             ) from exc
+
+    def _send(self, messages: Sequence[Message], group: str, check_all: str) -> int:
+        head = (self.base, self.state.result_ttl_ms, group, check_all)
+
+        def calls() -> Iterator[list[Any]]:
+            for start in range(0, len(messages), ENQUEUE_CHUNK):
+                chunk = messages[start:start + ENQUEUE_CHUNK]
+                args: list[Any] = [*head, len(chunk)]
+                for m in chunk:
+                    args += m.fields()
+                yield args
+
+        return sum(self.direct.evalsha_many(self._enqueue.sha, calls()))
 
     def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM") -> str | None:
         """Revoke a task (see ``scripts/revoke.lua``) and tell workers; returns its state."""
@@ -202,7 +227,7 @@ class Broker:
 
         message = Message(task_id, (f[3] or b"default").decode(), int(f[4] or 5),
                           (f[2] or b"").decode(), (f[1] or b"json").decode(), f[0], 0, 0,
-                          (f[5] or b"").decode(), "")
+                          (f[5] or b"").decode())
         pipe = self.client.pipeline()
         pipe.hset(key, "state", "REVOKED")  # make the record replaceable by enqueue
         pipe.execute()

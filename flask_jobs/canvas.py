@@ -172,7 +172,7 @@ class group:  # noqa: N801 - Celery's name
                                           group_id=group_id, validated=id(s) in checked,
                                           **s.options))
             checked.add(id(s))
-        state.broker.enqueue(messages)
+        state.broker.enqueue(messages, group_id)
         results = [AsyncResult(m.id, jobs=jobs, app=state.app, task_name=m.name)
                    for m in messages]
         return GroupResult(group_id, results, jobs=jobs, app=state.app)

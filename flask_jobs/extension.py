@@ -377,7 +377,7 @@ class Jobs:
         from .task import build_message
 
         message = build_message(state, None, name, args, kwargs, **options)
-        state.broker.enqueue([message])
+        state.broker.enqueue([message], options.get("group_id") or "")
         return AsyncResult(message.id, jobs=self, app=state.app, task_name=name)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name

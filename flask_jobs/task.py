@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 import threading
 import types
@@ -21,25 +22,35 @@ _UTC = dt.UTC
 
 
 class Message:
-    """One task message, ready for the enqueue script (see ``scripts/enqueue.lua``)."""
+    """One task message, ready for the enqueue script (see ``scripts/enqueue.lua``).
+
+    The group id is not part of it: a group is sent with one call that names it once.
+    """
 
     __slots__ = ("id", "queue", "priority", "name", "ctype", "body", "delay_ms", "expires_ms",
-                 "owner", "group", "chosen_id")
+                 "owner", "chosen_id")
 
     def __init__(self, id: str, queue: str, priority: int, name: str, ctype: str, body: bytes,
-                 delay_ms: int = 0, expires_ms: int = 0, owner: str = "", group: str = "",
+                 delay_ms: int = 0, expires_ms: int = 0, owner: str = "",
                  chosen_id: bool = True) -> None:
         self.id, self.queue, self.priority, self.name = id, queue, priority, name
         self.ctype, self.body, self.delay_ms, self.expires_ms = ctype, body, delay_ms, expires_ms
-        self.owner, self.group = owner, group
+        self.owner = owner
         #: The caller chose the id, so the script checks it is not already live.
         self.chosen_id = chosen_id
 
     def fields(self) -> tuple[Any, ...]:
-        """The 11 script arguments of this message, in order."""
+        """The 10 script arguments of this message, in order."""
         return (self.id, self.queue, self.priority, self.name, self.ctype, self.body,
-                self.delay_ms, self.expires_ms, self.owner, self.group,
-                "1" if self.chosen_id else "")
+                self.delay_ms, self.expires_ms, self.owner, "1" if self.chosen_id else "")
+
+
+@functools.cache
+def _async_result() -> type[AsyncResult]:
+    # result.py imports this module; import it once, on the first send, not on every call.
+    from .result import AsyncResult
+
+    return AsyncResult
 
 
 def new_task_id() -> str:
@@ -104,7 +115,9 @@ def build_message(
         raise TypeError(f"apply_async() got unexpected options: {', '.join(sorted(unknown))}")
     args = list(args) if args is not None else []
     kwargs = dict(kwargs) if kwargs else {}
-    if not validated and task is not None and task._signature is not None:
+    if not validated and task is not None and task._signature is not None and not (
+            # Common case first: plain positional parameters, no keywords, exact count.
+            not kwargs and len(args) == task._plain_arity):
         try:
             task._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -179,7 +192,6 @@ def build_message(
         max(0, int(delay * 1000)),
         expires_ms,
         "" if owner is None else str(owner),
-        group_id or "",
         chosen_id,
     )
 
@@ -312,6 +324,8 @@ class Task:
     typing = True
 
     _signature: inspect.Signature | None = None
+    #: Number of parameters when all are plain positional ones without defaults, else -1.
+    _plain_arity = -1
     _local: threading.local
 
     def _bind_function(self, fn: Callable[..., Any]) -> None:
@@ -322,6 +336,10 @@ class Task:
                 self._signature = inspect.signature(self.run)
             except (TypeError, ValueError):
                 self._signature = None
+            else:
+                params = self._signature.parameters.values()
+                if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params):
+                    self._plain_arity = len(params)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:  # replaced per task
         """The task body."""
@@ -381,8 +399,6 @@ class Task:
         :raises EncodeError: an argument cannot be encoded; nothing was queued.
         :raises BrokerUnavailable: Redis could not be reached in time.
         """
-        from .result import AsyncResult
-
         state = self.jobs.state()
         if state.eager:
             # The checks of a real send (options, arguments, encoding, size), so code that
@@ -390,8 +406,8 @@ class Task:
             build_message(state, self, self.name, args, kwargs, **options)
             return self.apply(args, kwargs, **options)
         message = build_message(state, self, self.name, args, kwargs, **options)
-        state.broker.enqueue((message,))
-        return AsyncResult(message.id, jobs=self.jobs, app=state.app, task_name=self.name)
+        state.broker.enqueue((message,), options.get("group_id") or "")
+        return _async_result()(message.id, jobs=self.jobs, app=state.app, task_name=self.name)
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
               task_id: str | None = None, **options: Any) -> EagerResult:

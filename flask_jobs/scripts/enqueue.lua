@@ -1,50 +1,65 @@
+-- standalone: enqueue.lua does not use lib.lua (the fewer Lua steps, the faster every send).
 -- enqueue.lua: write the PENDING records and queue the ids of one or many tasks, atomically.
--- ARGV: prefix, result_ttl_ms, count, then 11 fields per task:
---   id, queue, prio, name, ctype, body, delay_ms (0 = now), expires_ms (0 = never), owner, group,
---   check ('1' when the caller chose the id: skip it if a live record has it)
--- A caller-chosen task id whose record is still live (not final) is skipped, so a retried
--- request that reuses its task_id does not queue the task twice. Random ids skip that check.
+-- ARGV: prefix, result_ttl_ms, group ('' for none), check_all ('1' on a resend), count, then
+--   10 fields per task: id, queue, prio, name, ctype, body, delay_ms (0 = now),
+--   expires_ms (0 = never), owner, check ('1' when the caller chose the id)
+-- A checked id whose record is still live (not final) is skipped, so a retried request that
+-- reuses its task_id, or a resend after a lost reply, does not queue the task twice. Random ids
+-- skip that check. Key names mirror flask_jobs/keys.py.
 -- Returns the number of tasks queued.
-local ttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
-local queued = 0
-local ready = {}   -- list key -> ids, pushed in one LPUSH per key
-local woken = {}
+if redis.replicate_commands then pcall(redis.replicate_commands) end  -- TIME + writes on 6.2
+local P, ttl, group, check_all = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'
+local n = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local FINAL = {SUCCESS = true, FAILURE = true, REVOKED = true}
+local queued, longest = 0, 0
+local members = {}
+local lastk, lastq, ids = nil, nil, {}   -- consecutive ids for one list: one LPUSH
 for k = 0, n - 1 do
-  local b = 4 + k * 11
-  local id, queue, prio, name = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local delay, expires = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
-  local owner, group = ARGV[b + 8], ARGV[b + 9]
-  local rk = tkey(id)
+  local b = 6 + k * 10
+  local id, queue, prio = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local delay, expires, owner = tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), ARGV[b + 8]
+  local rk = P .. 't:' .. id
   local fresh = true
-  if ARGV[b + 10] == '1' then
+  if check_all or ARGV[b + 9] == '1' then
     local cur = redis.call('HGET', rk, 'state')
     if cur and not FINAL[cur] then fresh = false elseif cur then redis.call('DEL', rk) end
   end
   if fresh then
-    local fields = {'state', 'PENDING', 'name', name, 'queue', queue, 'prio', prio,
-      'ctype', ARGV[b + 4], 'body', ARGV[b + 5], 'att', 0, 'dlv', 0, 'upd', NOW}
-    if expires > 0 then fields[#fields + 1] = 'exp'; fields[#fields + 1] = NOW + expires end
-    if owner ~= '' then fields[#fields + 1] = 'owner'; fields[#fields + 1] = owner end
+    redis.call('HSET', rk, 'state', 'PENDING', 'name', ARGV[b + 3], 'queue', queue,
+      'prio', prio, 'ctype', ARGV[b + 4], 'body', ARGV[b + 5], 'upd', NOW)
+    if expires > 0 then redis.call('HSET', rk, 'exp', NOW + expires) end
+    if owner ~= '' then redis.call('HSET', rk, 'owner', owner) end
     if group ~= '' then
-      fields[#fields + 1] = 'group'; fields[#fields + 1] = group
-      redis.call('RPUSH', P .. 'g:' .. group, id)
-      redis.call('PEXPIRE', P .. 'g:' .. group, ttl + delay)
+      redis.call('HSET', rk, 'group', group)
+      members[#members + 1] = id
     end
-    redis.call('HSET', rk, unpack(fields))
     redis.call('PEXPIRE', rk, ttl + delay)
+    if delay > longest then longest = delay end
     if delay > 0 then
       redis.call('ZADD', P .. 'delayed', NOW + delay, id)
     else
       local lk = P .. 'q:' .. queue .. ':' .. prio
-      local ids = ready[lk]
-      if not ids then ids = {}; ready[lk] = ids end
+      if lk ~= lastk then
+        if lastk then
+          redis.call('LPUSH', lastk, unpack(ids))
+          redis.call('ZADD', P .. 'm:' .. lastq, 0, '0')
+        end
+        lastk, lastq, ids = lk, queue, {}
+      end
       ids[#ids + 1] = id
-      woken[queue] = true
     end
     queued = queued + 1
   end
 end
-for lk, ids in pairs(ready) do redis.call('LPUSH', lk, unpack(ids)) end
-for queue in pairs(woken) do redis.call('ZADD', P .. 'm:' .. queue, 0, '0') end
+if lastk then
+  redis.call('LPUSH', lastk, unpack(ids))
+  redis.call('ZADD', P .. 'm:' .. lastq, 0, '0')  -- wake an idle worker of that queue
+end
+if #members > 0 then
+  local gk = P .. 'g:' .. group
+  redis.call('RPUSH', gk, unpack(members))
+  if redis.call('PTTL', gk) < ttl + longest then redis.call('PEXPIRE', gk, ttl + longest) end
+end
 return queued
