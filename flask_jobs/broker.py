@@ -50,6 +50,15 @@ class Claimed:
         self.ctype, self.body, self.name = ctype, body, name
 
 
+def parse_handed(payload: bytes) -> Claimed:
+    """A task handed to a consumer's inbox at enqueue (format in ``scripts/enqueue.lua``)."""
+    head, _, rest = payload.partition(b"\n")
+    attempt, deliveries, n_id, n_ctype, n_name = map(int, head.split())
+    a, b = n_id, n_id + n_ctype
+    return Claimed(rest[:a].decode(), attempt, deliveries, rest[a:b].decode(), rest[b + n_name:],
+                   rest[b:b + n_name].decode())
+
+
 class Broker:
     """Redis operations of one app (see :class:`~flask_jobs.extension.JobsState`)."""
 
@@ -153,21 +162,26 @@ class Broker:
     # -- worker side -------------------------------------------------------------------------
 
     def claim(self, client: redis.Redis, worker: str, n: int, queues: Sequence[str],
-              writes: Sequence[Sequence[Any]] = ()) -> tuple[list[Claimed], bool, float | None]:
+              writes: Sequence[Sequence[Any]] = (), inbox: int = 0,
+              idle: bool = False) -> tuple[list[Claimed], bool, float | None]:
         """Apply ``writes`` and claim up to ``n`` tasks for ``worker``, in one round trip.
 
+        :param inbox: the calling consumer's inbox number; what was handed to it comes first.
+        :param idle: when nothing is claimed, register the consumer as idle on ``queues`` so
+            the next task is handed to its inbox (see ``scripts/enqueue.lua``).
         :returns: the claimed tasks, whether to claim again at once (scan budget exhausted), and
             seconds until the next delayed task is due (None if none).
         """
         st = self.state
         args: list[Any] = [self.base, worker, n, st.max_deliveries, st.result_ttl_ms,
-                           st.dead_ttl_ms, len(queues), *queues, len(writes)]
+                           st.dead_ttl_ms, inbox, "1" if idle else "", len(queues), *queues,
+                           len(writes)]
         for w in writes:
             args.extend(w)
         out = self._claim(args=args, client=client)
-        count, more, next_due = int(out[0]), bool(out[1]), int(out[2])
-        claimed = []
-        for i in range(3, 3 + count * 6, 6):
+        count, more, next_due, handed = int(out[0]), bool(out[1]), int(out[2]), int(out[3])
+        claimed = [parse_handed(out[i]) for i in range(4, 4 + handed)]
+        for i in range(4 + handed, 4 + handed + count * 6, 6):
             claimed.append(Claimed(out[i].decode(), int(out[i + 1]), int(out[i + 2]),
                                    out[i + 3].decode(), out[i + 4], out[i + 5].decode()))
         return claimed, more, (next_due / 1000.0 if next_due >= 0 else None)

@@ -16,8 +16,19 @@ key                            type     what it holds, and when it goes away
                                         that).
 ``P q:<queue>:<prio>``         list     Ready task ids of one queue and priority (0-9, 9 runs first).
                                         LPUSH at enqueue, RPOP at claim. Empty lists vanish.
-``P m:<queue>``                zset     Wake-up marker (one member ``0``) set at enqueue; idle workers
-                                        block on it with BZPOPMIN, so nobody polls.
+``P wake:<queue>``             list     Wake-up token (at most one ``1``) pushed when ids are queued
+                                        for a queue with nobody idle to hand them to, or given back;
+                                        idle consumers block on it (BLPOP), so nobody polls.
+``P idle:<queue>``             set      Idle consumers of the queue, ``<worker>|<slot>``. Added by a
+                                        claim that found nothing; enqueue pops one and hands it the
+                                        new task (already claimed) through its inbox.
+``P w:<worker>:in:<slot>``     list     A consumer's inbox: claimed tasks handed over at enqueue
+                                        (a header line ``<att> <dlv> <#id> <#ctype> <#name>``,
+                                        then id, ctype, name and body). The idle consumer blocks
+                                        on it with BLPOP (before the wake lists); its next claim
+                                        takes what is left.
+``P w:<worker>:idle``          set      The worker's idle registrations and inboxes, so the reaper
+                                        and a clean shutdown remove them.
 ``P g:<group>``                 list     Member task ids of a group, in order; expires with the records.
 ``P delayed``                  zset     Ids of countdown/eta/retry tasks, scored by due time in
                                         Redis-server milliseconds. Moved to their queue by claims.
@@ -69,9 +80,17 @@ class Keys:
         """The ready list of one queue and priority."""
         return f"{self.prefix}:q:{queue}:{priority}"
 
-    def marker(self, queue: str) -> str:
-        """The wake-up marker of a queue."""
-        return f"{self.prefix}:m:{queue}"
+    def wake(self, queue: str) -> str:
+        """The wake-up token list of a queue."""
+        return f"{self.prefix}:wake:{queue}"
+
+    def idle(self, queue: str) -> str:
+        """The set of idle consumers of a queue."""
+        return f"{self.prefix}:idle:{queue}"
+
+    def inbox(self, worker: str, slot: int) -> str:
+        """The inbox list of one consumer of a worker."""
+        return f"{self.prefix}:w:{worker}:in:{slot}"
 
     def group(self, group_id: str) -> str:
         """The member list of a group."""

@@ -132,6 +132,29 @@ def test_zombie_worker_cannot_overwrite_newer_attempt(app, jobs_redis, worker_pr
     assert a.proc.poll() is None
 
 
+def test_task_handed_to_a_frozen_idle_worker_is_not_lost(app, jobs_redis, worker_process):
+    # Given an idle solo worker A (registered as idle, blocked on its inbox)
+    a = worker_process("-P", "solo", "-n", "frozen")
+    wait_for(lambda: jobs_redis.scard("jobs:idle:default") == 1, 10, "A to register as idle")
+    # When A freezes and a task is sent: the enqueue hands it to A's inbox, claimed for A
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        r = basic.sleep_and_record.delay(0)
+        # (Redis pops it at once for A's blocked BLPOP: it now sits in A's socket buffer)
+        assert field(jobs_redis, r.id, "worker").startswith("frozen:")
+        # ... and another worker B starts: once A's heartbeat expires, B's reaper gives the
+        # task back and B runs it (attempt 2)
+        worker_process("-P", "solo", "-n", "fresh")
+        wait_for(lambda: r.state == "SUCCESS", 20, "B to run the handed task")
+        assert [s[1] for s in starts(jobs_redis)] == [2]
+        assert field(jobs_redis, r.id, "worker").startswith("fresh:")
+        # ... and A's inbox and idle registration were removed with it
+        assert not list(jobs_redis.scan_iter("jobs:w:frozen*"))
+        assert all(not m.startswith(b"frozen:") for m in jobs_redis.smembers("jobs:idle:default"))
+    finally:
+        os.kill(a.proc.pid, signal.SIGKILL)
+
+
 # -- §3.4 atomic enqueue -----------------------------------------------------------------------------
 
 
@@ -160,17 +183,17 @@ def _command_calls(r, *names: str) -> int:
 
 
 def _blocked_on_marker(r) -> bool:
-    return any(c.get("cmd") == "bzpopmin" for c in r.client_list())
+    return any(c.get("cmd") == "blpop" for c in r.client_list())
 
 
 def test_idle_worker_blocks_and_wakes_at_once(app, jobs_redis, worker_process):
     worker_process("-P", "solo")
     wait_for(lambda: _blocked_on_marker(jobs_redis), 10, "the worker to block on its queue")
     # Given an idle worker: over 2 s (Redis clock) it makes a handful of calls, not hundreds
-    before = _command_calls(jobs_redis, "evalsha", "eval", "bzpopmin")
+    before = _command_calls(jobs_redis, "evalsha", "eval", "blpop")
     t0 = redis_ms(jobs_redis)
     wait_for(lambda: redis_ms(jobs_redis) >= t0 + 2000, 10, "a 2 s idle window")
-    calls = _command_calls(jobs_redis, "evalsha", "eval", "bzpopmin") - before
+    calls = _command_calls(jobs_redis, "evalsha", "eval", "blpop") - before
     # (about 1 claim + 1 wait per second, and a reaper pass every half orphan timeout)
     assert calls < 30, f"{calls} claim/wait/reap calls in 2 s of idleness: polling?"
     # When a task is sent to the idle worker, Expect it to start soon (generous bound)
@@ -178,6 +201,8 @@ def test_idle_worker_blocks_and_wakes_at_once(app, jobs_redis, worker_process):
         wait_for(lambda: _blocked_on_marker(jobs_redis), 10, "the worker to be idle")
         sent = redis_ms(jobs_redis)
         r = basic.sleep_and_record.delay(0.3)
+        # handed over by the enqueue itself, already claimed for the idle worker
+        assert field(jobs_redis, r.id, "worker") and field(jobs_redis, r.id, "att") == "1"
         st = wait_for(lambda r=r: field(jobs_redis, r.id, "st"), 10, "STARTED")
         assert int(st) - sent < 1000
         assert r.get(timeout=10)
@@ -246,13 +271,14 @@ def test_no_leftover_keys_after_run(app, jobs_redis, worker_process):
     assert leftovers == []
     assert all(jobs_redis.pttl(k) > 0 for k in keys if k.startswith("jobs:lock:"))
     assert not [k for k in keys if k.startswith("jobs:q:")]
-    # ... and every key expires, except the counters and the wake-up markers (one small key
-    # per queue, at most one member per idle consumer: bounded whatever the load)
+    # ... and every key expires, except the counters and the wake-up tokens (one small key
+    # per queue holding at most one token: bounded whatever the load); no idle registration
+    # of a stopped worker is left
     no_ttl = [k for k in keys if jobs_redis.pttl(k) < 0]
-    assert {k for k in no_ttl if not k.startswith("jobs:m:")} <= {"jobs:stats", "jobs:dlq"}
+    assert {k for k in no_ttl if not k.startswith("jobs:wake:")} <= {"jobs:stats", "jobs:dlq"}
     for k in no_ttl:
-        if k.startswith("jobs:m:"):
-            assert jobs_redis.zcard(k) <= 8
+        if k.startswith("jobs:wake:"):
+            assert jobs_redis.llen(k) <= 1
     for r in results + [revoked]:
         assert 0 < jobs_redis.pttl(f"jobs:t:{r.id}") <= 86_400_000
 

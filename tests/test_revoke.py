@@ -35,8 +35,11 @@ def test_revoked_queued_and_delayed_tasks_never_run(app, jobs_redis, worker_proc
 def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process):
     # Given a solo worker running a task with another one claimed in its buffer
     worker_process("-P", "solo", "--prefetch", "2")
+    # (an idle worker is handed one task at enqueue; the next claim of a busy one takes two)
+    blocker = basic.sleep_and_record.delay(0.3)
+    wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the blocker to start")
     first, second = group(basic.sleep_and_record.s(1.0), basic.sleep_and_record.s(0)).apply_async()
-    wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the first task to start")
+    wait_for(lambda: len(starts(jobs_redis)) == 2, 10, "the first task to start")
     assert second.id in next(iter(active_entries(jobs_redis).values()))
     # When the buffered one is revoked
     second.revoke()
@@ -44,7 +47,7 @@ def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process):
     assert first.get(timeout=10)
     wait_for(lambda: not active_entries(jobs_redis), 10, "the worker to settle")
     assert second.state == "REVOKED"
-    assert [s[0] for s in starts(jobs_redis)] == [first.id]
+    assert [s[0] for s in starts(jobs_redis)] == [blocker.id, first.id]
 
 
 # One consumer each, so the worker can run another task only once the long one is stopped.

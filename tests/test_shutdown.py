@@ -39,12 +39,14 @@ PATIENT = {"JOBS_ORPHAN_TIMEOUT": "30"}
 
 def _busy_worker(worker_process, jobs_redis, pool, consumers, long_seconds):
     """A worker whose consumers each run one long task and hold two short ones, unstarted."""
-    w = worker_process(*pool)
     batch = []
     for _ in range(consumers):
         batch += [basic.sleep_and_record.s(long_seconds), basic.sleep_and_record.s(0.05),
                   basic.sleep_and_record.s(0.05)]
+    # Queued before the worker starts, so each consumer claims three at once (an idle consumer
+    # would be handed a single task at enqueue instead).
     results = list(group(batch).apply_async())
+    w = worker_process(*pool)
     long_ids = {r.id for i, r in enumerate(results) if i % 3 == 0}
     wait_for(lambda: {s[0] for s in starts(jobs_redis)} == long_ids, 15,
              "each consumer to start its long task")

@@ -109,7 +109,7 @@ def test_dlq_commands(app, jobs_redis, worker_process):
     unknown = app.extensions["jobs"].jobs.send_task("no.such.task", [1])
     garbage = f"garbage-{uuid.uuid4()}"
     jobs_redis.lpush("jobs:q:default:5", garbage)
-    jobs_redis.zadd("jobs:m:default", {"0": 0})
+    jobs_redis.rpush("jobs:wake:default", "1")
     wait_for(lambda: len(dead_letters(jobs_redis)) == 2, 10, "two dead letters")
     runner = app.test_cli_runner()
 

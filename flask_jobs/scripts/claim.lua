@@ -1,13 +1,28 @@
 -- claim.lua: acknowledge a batch of writes, move due delayed tasks to their queues, and claim up
 -- to N ready tasks for one worker, in one round trip.
--- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, nqueues, queue..., then
---       the write batch (apply_writes in lib.lua).
--- Returns {claimed, more, next_due_ms, then 6 fields per task: id, attempt, deliveries, ctype,
--- body, name}. more = 1 when the scan budget ran out (e.g. a long run of expired tasks) and the
--- caller should claim again at once instead of sleeping. next_due_ms = -1 when nothing is delayed.
+-- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, slot, idle, nqueues,
+--       queue..., then the write batch (apply_writes in lib.lua).
+-- slot names the calling consumer's inbox (w:<worker>:in:<slot>); idle = '1' registers it as
+-- idle on its queues when nothing is claimed, so enqueue.lua hands the next task straight to
+-- its inbox (the consumer blocks on it) instead of the ready list.
+-- Returns {claimed, more, next_due_ms, handed, then `handed` inbox payloads (see enqueue.lua),
+-- then 6 fields per claimed task: id, attempt, deliveries, ctype, body, name}. more = 1 when the
+-- scan budget ran out (e.g. a long run of expired tasks) and the caller should claim again at
+-- once instead of sleeping. next_due_ms = -1 when nothing is delayed.
 local worker, n, max_dlv = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local ttl, dead_ttl, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local stale = apply_writes(worker, 8 + nq, ttl, dead_ttl)
+local ttl, dead_ttl, slot, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[9])
+local stale = apply_writes(worker, 10 + nq, ttl, dead_ttl)
+
+-- Whatever was handed to this consumer while it was idle is already claimed: take it first.
+local member = worker .. '|' .. slot
+local inbox = P .. 'w:' .. worker .. ':in:' .. slot
+for qi = 1, nq do redis.call('SREM', P .. 'idle:' .. ARGV[9 + qi], member) end
+local handed = {}
+for _, item in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
+  if item ~= '' then handed[#handed + 1] = item end  -- '' is a bare wake-up (shutdown)
+end
+redis.call('DEL', inbox)
+n = math.max(0, n - #handed)
 
 -- Due delayed tasks go to the tail of their queue (bounded per call; the rest next time).
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', 0, 500)
@@ -17,14 +32,15 @@ for _, id in ipairs(due) do
   if f[1] and not FINAL[f[1]] then push_ready(id, f[2], f[3], false) end
 end
 
-local out = {0, 0, -1}
+local out = {0, 0, -1, #handed}
+for _, item in ipairs(handed) do out[#out + 1] = item end
 local claimed, more = 0, 0
 -- Expired or revoked ids are dropped cheaply but still bounded per call, so a backlog of
 -- thousands of them cannot make one call slow, and fresh tasks behind them still flow.
 local budget = n + 1000
 local active = P .. 'w:' .. worker .. ':active'
 for qi = 1, nq do
-  local queue = ARGV[7 + qi]
+  local queue = ARGV[9 + qi]
   for prio = 9, 0, -1 do
     local lk = P .. 'q:' .. queue .. ':' .. prio
     while claimed < n and budget > 0 do
@@ -67,12 +83,22 @@ for qi = 1, nq do
   end
   if claimed >= n then
     -- probably more waiting: wake another idle worker
-    redis.call('ZADD', P .. 'm:' .. queue, 0, '0')
+    if n > 0 then wake(queue) end
     break
   end
   if budget <= 0 then more = 1 break end
 end
 out[1], out[2] = claimed, more
+if claimed == 0 and more == 0 and #handed == 0 and ARGV[8] == '1' then
+  -- Nothing to do: register as idle, atomically with finding every queue empty, so no task
+  -- queued from now on can be missed (enqueue hands it over, or a wake token says look again).
+  local reg = P .. 'w:' .. worker .. ':idle'
+  for qi = 1, nq do
+    local ik = P .. 'idle:' .. ARGV[9 + qi]
+    redis.call('SADD', ik, member)
+    redis.call('SADD', reg, ik .. '\n' .. member .. '\n' .. inbox)
+  end
+end
 local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
 if first[2] then out[3] = math.max(0, tonumber(first[2]) - NOW) end
 return out

@@ -1,9 +1,10 @@
 -- lib.lua: helpers shared by every flask-jobs script; prepended to each one when it is loaded.
 --
 -- ARGV[1] is always the key prefix with its colon ("jobs:"). Key names mirror flask_jobs/keys.py:
---   t:<id> task record hash | q:<queue>:<prio> ready list | m:<queue> wake marker zset
---   delayed zset | w:<worker>:active hash | hb:<worker> | workers set | dlq list | stats hash
---   ev:<id> pub/sub channel | lock:reaper
+--   t:<id> task record hash | q:<queue>:<prio> ready list | wake:<queue> wake-up token list
+--   idle:<queue> set of idle consumers | w:<worker>:in:<slot> consumer inbox list
+--   w:<worker>:idle set of idle registrations | delayed zset | w:<worker>:active hash
+--   hb:<worker> | workers set | dlq list | stats hash | ev:<id> pub/sub channel | lock:reaper
 -- Time always comes from this server (TIME), never from a client clock.
 
 -- Redis 6.2 refuses writes after TIME unless effects replication is on (7.x always is).
@@ -22,11 +23,17 @@ local function tkey(id) return P .. 't:' .. id end
 
 local function publish(id, state) redis.call('PUBLISH', P .. 'ev:' .. id, state) end
 
+-- Wake one idle consumer of a queue: at most one token waits in the list (BLPOP takes it).
+local function wake(queue)
+  local wk = P .. 'wake:' .. queue
+  if redis.call('LLEN', wk) == 0 then redis.call('RPUSH', wk, '1') end
+end
+
 -- Put an id on its ready list (at the front when given back) and wake an idle worker.
 local function push_ready(id, queue, prio, front)
   local lk = P .. 'q:' .. queue .. ':' .. prio
   if front then redis.call('RPUSH', lk, id) else redis.call('LPUSH', lk, id) end
-  redis.call('ZADD', P .. 'm:' .. queue, 0, '0')
+  wake(queue)
 end
 
 -- Quarantine a task: FAILURE with the reason, body kept for `flask jobs dlq requeue`.

@@ -21,6 +21,17 @@ local function give_back(w)
     end
   end
   redis.call('DEL', active)
+  -- Idle registrations and inboxes (what sat in an inbox was in the active hash, given back
+  -- above).
+  local reg = P .. 'w:' .. w .. ':idle'
+  for _, e in ipairs(redis.call('SMEMBERS', reg)) do
+    local ik, member, inbox = string.match(e, '^(.-)\n(.-)\n(.*)$')
+    if ik then
+      redis.call('SREM', ik, member)
+      redis.call('DEL', inbox)
+    end
+  end
+  redis.call('DEL', reg)
   redis.call('SREM', P .. 'workers', w)
 end
 if self_name ~= '' then

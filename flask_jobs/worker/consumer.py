@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .. import signals, states
+from ..broker import parse_handed
 from ..exceptions import ContentDisallowed, DecodeError, EncodeError, TaskRevokedError, describe
 from ..execution import Outcome, execute
 from ..task import Context
@@ -72,6 +73,25 @@ class Runtime:
         self.terminate_target: str | None = None
         self._result_dumps = self.state.codecs.dumps
         self._result_serializer = self.state.result_serializer
+        #: Inbox keys of this process's consumers (a stop pushes a bare wake-up to each).
+        self.inboxes: list[str] = []
+
+    def add_consumer(self) -> int:
+        """Number a new consumer of this process; its inbox is ``w:<name>:in:<number>``."""
+        self.inboxes.append(self.state.keys.inbox(self.name, len(self.inboxes)))
+        return len(self.inboxes) - 1
+
+    def wake_consumers(self) -> None:
+        """Wake this process's idle consumers (blocked on their inboxes), e.g. to stop."""
+        if not self.inboxes:
+            return
+        try:
+            pipe = self.state.client.pipeline(transaction=False)
+            for key in self.inboxes:
+                pipe.rpush(key, b"")
+            pipe.execute()
+        except Exception:  # Redis down: they wake up on their own within IDLE_WAIT
+            pass
 
     @property
     def stopping(self) -> bool:
@@ -105,6 +125,9 @@ class Consumer:
         self.local: deque[Claimed] = deque()
         self.waiting = False
         self.client = runtime.state.make_client(blocking=True)
+        #: This consumer's inbox: tasks handed over at enqueue while it is idle.
+        self.number = runtime.add_consumer()
+        self.inbox = runtime.inboxes[self.number]
         #: The greenlet running this consumer under the gevent pool (for terminate), else None.
         self.greenlet: Any = None
 
@@ -114,7 +137,8 @@ class Consumer:
         if gevent is not None and gevent.monkey.is_module_patched("threading"):
             self.greenlet = gevent.getcurrent()
         rt, broker, writer = self.rt, self.rt.state.broker, self.rt.writer
-        markers = [rt.state.keys.marker(q) for q in rt.queues]
+        # Blocked on the inbox first: a task handed over is already claimed for us.
+        wait_keys = [self.inbox, *(rt.state.keys.wake(q) for q in rt.queues)]
         backoff = 0.0
         while not rt.stopping:
             try:
@@ -122,14 +146,18 @@ class Consumer:
                     writes = writer.collect(final=True)
                     try:
                         claimed, more, due = broker.claim(self.client, rt.name, rt.prefetch,
-                                                          rt.queues, writes)
+                                                          rt.queues, writes, self.number,
+                                                          idle=not rt.stopping)
                     except BaseException:
                         writer.putback(writes)
                         raise
                     backoff = 0.0
                     if not claimed:
                         if not more and (due is None or due > 0.002):
-                            self._wait(markers, IDLE_WAIT if due is None else min(due, IDLE_WAIT))
+                            handed = self._wait(wait_keys,
+                                                IDLE_WAIT if due is None else min(due, IDLE_WAIT))
+                            if handed is not None:
+                                self.local.append(handed)
                         continue
                     self.local.extend(claimed)
                 self.run_one(self.local.popleft())
@@ -146,13 +174,18 @@ class Consumer:
             writer.add(("L", claimed.id, claimed.attempt, "", "", "", "", "", ""))
         self.local.clear()
 
-    def _wait(self, markers: list[str], timeout: float) -> None:
+    def _wait(self, keys: list[str], timeout: float) -> Claimed | None:
+        """Block until a task is handed to our inbox (returned) or a queue's wake token."""
         self.waiting = True
         try:
-            if not self.rt.stopping:
-                self.client.bzpopmin(markers, timeout=max(timeout, 0.01))
+            if self.rt.stopping:
+                return None
+            reply = self.client.blpop(keys, timeout=max(timeout, 0.01))
         finally:
             self.waiting = False
+        if reply and reply[1] and reply[0].decode() == self.inbox:
+            return parse_handed(reply[1])
+        return None
 
     def run_one(self, claimed: Claimed) -> None:
         """Decode, run and record one claimed task."""

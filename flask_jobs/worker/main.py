@@ -149,6 +149,7 @@ class Worker:
                 for t in threads:
                     t.start()
                 rt.stop_event.wait()
+                rt.wake_consumers()  # idle ones are blocked on their inboxes
                 deadline = time.monotonic() + self.shutdown_timeout
                 for t in threads:
                     t.join(max(0.0, deadline - time.monotonic()))
@@ -306,7 +307,7 @@ class BackgroundWorker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming, wait for running tasks, write outcomes, unregister."""
         self.runtime.stop_event.set()
-        wake_idle_consumers(self.worker.state, self.worker.queues, len(self._threads))
+        self.runtime.wake_consumers()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -319,12 +320,3 @@ class BackgroundWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def wake_idle_consumers(state: Any, queues: list[str], count: int) -> None:
-    """Wake consumers blocked on the queue markers, so a stop takes effect at once."""
-    try:
-        for queue in queues:
-            state.client.zadd(state.keys.marker(queue), {f"wake:{i}": 0 for i in range(count)})
-    except Exception:  # Redis down: they wake up on their own within IDLE_WAIT
-        pass
