@@ -123,11 +123,21 @@ class Broker:
         head = (self.base, self.state.result_ttl_ms, group, check_all)
 
         def calls() -> Iterator[list[Any]]:
+            # Built chunk by chunk while Redis runs the previous one (see DirectLine).
             for start in range(0, len(messages), ENQUEUE_CHUNK):
-                chunk = messages[start:start + ENQUEUE_CHUNK]
-                args: list[Any] = [*head, len(chunk)]
-                for m in chunk:
-                    args += m.fields()
+                shapes: dict[tuple[Any, ...], int] = {}
+                tail: list[Any] = []
+                for m in messages[start:start + ENQUEUE_CHUNK]:
+                    shape = m.shape()
+                    number = shapes.get(shape)
+                    if number is None:
+                        number = shapes[shape] = len(shapes) + 1
+                    tail += (m.id, number, m.body)
+                args: list[Any] = [*head, len(shapes)]
+                for shape in shapes:
+                    args += shape
+                args.append(len(tail) // 3)
+                args += tail
                 yield args
 
         return sum(self.direct.evalsha_many(self._enqueue.sha, calls()))

@@ -14,6 +14,7 @@ from .result import AsyncResult, GroupResult
 
 if TYPE_CHECKING:
     from .extension import Jobs
+    from .task import Message
 
 
 class Signature(dict):
@@ -164,14 +165,18 @@ class group:  # noqa: N801 - Celery's name
                                jobs=jobs)
         messages = []
         extra = bool(args or kwargs or options)
-        checked: set[int] = set()  # a signature repeated n times is validated once
+        # A signature repeated n times is validated and encoded once; the copies get new ids.
+        built: dict[int, Message] = {}
         for sig in self.tasks:
+            first = built.get(id(sig))
+            if first is not None and not first.chosen_id:
+                messages.append(first.with_new_id())
+                continue
             s = sig.clone(args, kwargs, **options) if extra else sig
-            task = jobs.tasks.get(s.name)
-            messages.append(build_message(state, task, s.name, s.args, s.kwargs,
-                                          group_id=group_id, validated=id(s) in checked,
-                                          **s.options))
-            checked.add(id(s))
+            message = build_message(state, jobs.tasks.get(s.name), s.name, s.args, s.kwargs,
+                                    group_id=group_id, validated=first is not None, **s.options)
+            built[id(sig)] = message
+            messages.append(message)
         state.broker.enqueue(messages, group_id)
         results = [AsyncResult(m.id, jobs=jobs, app=state.app, task_name=m.name)
                    for m in messages]

@@ -39,10 +39,17 @@ class Message:
         #: The caller chose the id, so the script checks it is not already live.
         self.chosen_id = chosen_id
 
-    def fields(self) -> tuple[Any, ...]:
-        """The 10 script arguments of this message, in order."""
-        return (self.id, self.queue, self.priority, self.name, self.ctype, self.body,
-                self.delay_ms, self.expires_ms, self.owner, "1" if self.chosen_id else "")
+    def shape(self) -> tuple[Any, ...]:
+        """What this message may share with others of one script call (see
+        ``scripts/enqueue.lua``): queue, priority, name, ctype, delay, expiry, owner, check."""
+        return (self.queue, self.priority, self.name, self.ctype, self.delay_ms,
+                self.expires_ms, self.owner, "1" if self.chosen_id else "")
+
+    def with_new_id(self) -> Message:
+        """A copy with a fresh random id: the same call sent again (a signature repeated in a
+        group), without encoding it again."""
+        return Message(new_task_id(), self.queue, self.priority, self.name, self.ctype,
+                       self.body, self.delay_ms, self.expires_ms, self.owner, False)
 
 
 @functools.cache
@@ -127,7 +134,9 @@ def build_message(
         task_id = new_task_id()
     elif not isinstance(task_id, str):
         task_id = str(task_id)
-    body: dict[str, Any] = {"id": task_id, "task": name, "args": args, "kwargs": kwargs}
+    # The id is not in the body (the record's key names it), so a signature repeated in a group
+    # is encoded once (Message.with_new_id).
+    body: dict[str, Any] = {"task": name, "args": args, "kwargs": kwargs}
     if retries:
         body["retries"] = retries
     delay = 0.0
