@@ -242,6 +242,38 @@ def _redis_version(url: str) -> str:
         return f"? ({type(exc).__name__})"
 
 
+def round_trip_reference(url: str, n: int) -> dict:
+    """What one synchronous round trip costs here: the ceiling of any one-call-at-a-time enqueue.
+
+    ``client``: redis-py's ``Redis.ping()`` in a loop (the path most libraries use);
+    ``connection``: PING on one redis-py connection, pre-packed, without the client and pool.
+    Best of three runs of n each, in calls/s.
+    """
+    import redis
+
+    client = redis.Redis.from_url(url)
+    conn = client.connection_pool.get_connection()
+    packed = conn.pack_command("PING")
+
+    def raw() -> None:
+        conn.send_packed_command(packed)
+        conn.read_response()
+
+    out = {}
+    for name, call in (("client", client.ping), ("connection", raw)):
+        for _ in range(200):
+            call()
+        best = 0.0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                call()
+            best = max(best, n / (time.perf_counter() - t0))
+        out[name] = best
+    client.connection_pool.release(conn)
+    return out
+
+
 def _raise_interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -295,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"private redis: {server.url} ({redis_note})")
     results: dict[str, dict] = {lib: {} for lib in libs}
     info: dict[str, dict] = {}
+    reference: dict[str, float] = {}
     try:
         for lib in libs:
             entry = run_workload(modules[lib], server.url, "info", {}, 60, token)
             info[lib] = entry.get("result", {"error": entry.get("error")})
+        reference = round_trip_reference(server.url, 2_000 if args.quick else 10_000)
+        log(f"one round trip: {json.dumps(reference)}")
         for workload, (params, limit) in plan.items():
             for lib in libs:
                 t0 = time.perf_counter()
@@ -327,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         "Ratio: flask-jobs / best anchor for throughput rows, best anchor / flask-jobs for"
         " latency and memory rows; > 1 means flask-jobs is better."
     )
+    if reference:
+        enqueue = cell_value(results.get(fj, {}).get("enqueue"), "value") if fj else None
+        share = f"; flask-jobs enqueue = {enqueue / reference['client']:.0%} of the first" if (
+            enqueue) else ""
+        print(f"- one synchronous round trip here: redis-py `ping()` {reference['client']:,.0f}/s,"
+              f" a bare redis-py connection {reference['connection']:,.0f}/s{share}")
     for lib in libs:
         i = info.get(lib, {})
         v = ", ".join(f"{k} {ver}" for k, ver in i.get("versions", {}).items())
@@ -350,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "versions": versions,
         "info": info,
+        "round_trip_reference": reference,
         "results": results,
         "table": rows_json,
         "markdown": table,
