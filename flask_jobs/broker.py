@@ -216,6 +216,23 @@ class Broker:
             pipe.sadd(self.keys.workers, *names)
         pipe.execute()
 
+    def register_rate_limits(self, tasks: dict[str, Any]) -> None:
+        """Publish the rate limits of ``tasks`` for the claim and enqueue scripts.
+
+        The limits live in Redis (``rates``: task name -> ms between runs) because they apply
+        over all workers; the last worker to start wins if two disagree.
+        """
+        from .task import parse_rate_limit
+
+        limited = {name: parse_rate_limit(t.rate_limit) for name, t in tasks.items()}
+        pipe = self.client.pipeline(transaction=False)
+        for name, interval in limited.items():
+            if interval:
+                pipe.hset(self.keys.rates, name, repr(interval))
+            else:
+                pipe.hdel(self.keys.rates, name)
+        pipe.execute()
+
     def reap(self, client: redis.Redis, caller: str, lock_ms: int, give_back: str = "") -> int:
         """Give back the tasks of dead workers (and of ``give_back``); returns how many."""
         return int(self._reap(args=[self.base, caller, lock_ms, give_back], client=client))

@@ -37,6 +37,10 @@ key                            type     what it holds, and when it goes away
 ``P hb:<worker>``              string   Worker heartbeat (JSON info), ``PX`` = orphan timeout. When it
                                         is gone the reaper gives the worker's tasks back.
 ``P workers``                  set      Names of workers that may own active tasks.
+``P rates``                    hash     Task name -> milliseconds between two runs, for tasks with a
+                                        ``rate_limit`` (written by workers at start).
+``P rl:<name>``                string   Rate limiter of a task name: the next free slot (Redis ms),
+                                        ``PX`` a minute past it.
 ``P lock:reaper``              string   Mutex for the reaper (``SET NX PX``).
 ``P dlq``                      list     Dead letters: JSON ``{id, name, reason, at}``, capped.
 ``P stats``                    hash     Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``.
@@ -113,6 +117,11 @@ class Keys:
     def workers(self) -> str:
         """The set of registered workers."""
         return f"{self.prefix}:workers"
+
+    @property
+    def rates(self) -> str:
+        """The hash of task rate limits (ms between runs)."""
+        return f"{self.prefix}:rates"
 
     @property
     def reaper_lock(self) -> str:

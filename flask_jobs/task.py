@@ -52,6 +52,32 @@ class Message:
                        self.body, self.delay_ms, self.expires_ms, self.owner, False)
 
 
+def parse_rate_limit(value: str | float | None) -> float | None:
+    """Milliseconds between two runs for a Celery rate limit (``"10/s"``, ``"100/m"``,
+    ``"500/h"``, or a number of runs per second); None for no limit (None, 0, ``"0"``).
+
+    :raises ValueError: the value is not a rate limit.
+    """
+    if value is None:
+        return None
+    per = 1.0
+    text = value
+    if isinstance(value, str):
+        text, _, unit = value.strip().partition("/")
+        if unit:
+            try:
+                per = {"s": 1.0, "m": 60.0, "h": 3600.0}[unit.strip()]
+            except KeyError:
+                raise ValueError(f"Bad rate_limit {value!r}: the unit must be /s, /m or /h") from None
+    try:
+        rate = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"Bad rate_limit {value!r}: use e.g. '10/s', '100/m' or '500/h'") from None
+    if rate < 0 or rate != rate:
+        raise ValueError(f"Bad rate_limit {value!r}: it must be positive")
+    return None if rate == 0 else per * 1000.0 / rate
+
+
 @functools.cache
 def _async_result() -> type[AsyncResult]:
     # result.py imports this module; import it once, on the first send, not on every call.
@@ -327,8 +353,9 @@ class Task:
     soft_time_limit: float | None = None
     #: Serializer of this task's messages (default :data:`JOBS_TASK_SERIALIZER`).
     serializer: str | None = None
-    #: Accepted for Celery compatibility; not enforced yet.
-    rate_limit: str | None = None
+    #: At most this many runs per second, minute or hour over all workers: ``"10/s"``,
+    #: ``"100/m"``, ``"500/h"`` or a number (per second). See :func:`parse_rate_limit`.
+    rate_limit: str | float | None = None
     #: Check call arguments against the function's signature when sending.
     typing = True
 
@@ -338,6 +365,7 @@ class Task:
     _local: threading.local
 
     def _bind_function(self, fn: Callable[..., Any]) -> None:
+        parse_rate_limit(self.rate_limit)  # a typo fails at import, not in the worker
         self._local = threading.local()
         self.run = types.MethodType(fn, self) if self.bind else fn
         if self.typing:

@@ -275,7 +275,9 @@ def test_no_leftover_keys_after_run(app, jobs_redis, worker_process):
     # per queue holding at most one token: bounded whatever the load); no idle registration
     # of a stopped worker is left
     no_ttl = [k for k in keys if jobs_redis.pttl(k) < 0]
-    assert {k for k in no_ttl if not k.startswith("jobs:wake:")} <= {"jobs:stats", "jobs:dlq"}
+    # (and the rate limits table: one small field per rate-limited task name)
+    assert {k for k in no_ttl if not k.startswith("jobs:wake:")} <= {"jobs:stats", "jobs:dlq",
+                                                                      "jobs:rates"}
     for k in no_ttl:
         if k.startswith("jobs:wake:"):
             assert jobs_redis.llen(k) <= 1

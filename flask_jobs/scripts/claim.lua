@@ -32,6 +32,39 @@ for _, id in ipairs(due) do
   if f[1] and not FINAL[f[1]] then push_ready(id, f[2], f[3], false) end
 end
 
+-- Rate limits (Task.rate_limit) hold over all workers: GCRA on this server's clock. A task
+-- that comes before its name's next free slot takes that slot (field rls) and waits in the
+-- delayed set until then; the slot after it is reserved for the next one.
+local intervals = {}
+local function interval_of(name)
+  local v = intervals[name]
+  if v == nil then
+    v = tonumber(redis.call('HGET', P .. 'rates', name) or '') or false
+    intervals[name] = v
+  end
+  return v
+end
+local function rate_ok(id, rk, name, slot)
+  local interval = interval_of(name)
+  if not interval or interval <= 0 then return true end
+  if slot then
+    redis.call('HDEL', rk, 'rls')
+    return true  -- back at the slot it reserved
+  end
+  local key = P .. 'rl:' .. name
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat <= NOW then
+    redis.call('SET', key, math.floor(NOW + interval), 'PX', math.floor(interval) + 60000)
+    return true
+  end
+  local nxt = math.floor(tat + interval)
+  redis.call('SET', key, nxt, 'PX', nxt - NOW + 60000)
+  redis.call('HSET', rk, 'rls', tat)
+  redis.call('ZADD', P .. 'delayed', tat, id)
+  redis.call('PEXPIRE', rk, tat - NOW + ttl)
+  return false
+end
+
 local out = {0, 0, -1, #handed}
 for _, item in ipairs(handed) do out[#out + 1] = item end
 local claimed, more = 0, 0
@@ -48,7 +81,7 @@ for qi = 1, nq do
       if not id then break end
       budget = budget - 1
       local rk = tkey(id)
-      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name')
+      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name', 'rls')
       local state = f[1]
       if not state then
         dead_letter(id, '', 'record missing (expired before it ran)', dead_ttl)
@@ -60,6 +93,8 @@ for qi = 1, nq do
         redis.call('PEXPIRE', rk, ttl)
         redis.call('HINCRBY', P .. 'stats', 'expired', 1)
         publish(id, 'REVOKED')
+      elseif not rate_ok(id, rk, f[5], f[6]) then
+        -- rate limited: delayed until its slot
       else
         local dlv = redis.call('HINCRBY', rk, 'dlv', 1)
         if dlv > max_dlv then

@@ -42,6 +42,16 @@ local function idle_consumer(queue)
   return nil
 end
 
+local limited = {}  -- name -> whether it has a rate limit (then only a claim may start it)
+local function rate_limited(name)
+  local v = limited[name]
+  if v == nil then
+    v = redis.call('HEXISTS', P .. 'rates', name) == 1
+    limited[name] = v
+  end
+  return v
+end
+
 local shapes = {}
 local nshapes = tonumber(ARGV[5])
 for s = 1, nshapes do
@@ -69,7 +79,9 @@ for k = 0, n - 1 do
   if fresh then
     local queue, delay = sh.queue, sh.delay
     local w, inbox
-    if delay == 0 then w, inbox = idle_consumer(queue) end
+    if delay == 0 and not nobody_idle[queue] and not rate_limited(sh.name) then
+      w, inbox = idle_consumer(queue)
+    end
     if group ~= '' then
       redis.call('HSET', rk, 'state', 'PENDING', 'name', sh.name, 'queue', queue, 'prio', sh.prio,
         'ctype', sh.ctype, 'body', body, 'upd', NOW, 'group', group)

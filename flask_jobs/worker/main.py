@@ -114,6 +114,7 @@ class Worker:
     def start(self) -> int:
         """Run until stopped; returns the exit code."""
         self.state.client.ping()  # fail fast on a bad URL, before any fork
+        self.state.broker.register_rate_limits(self.state.jobs.tasks)
         if self.pool == "prefork":
             from .prefork import PreforkSupervisor
 
@@ -292,6 +293,7 @@ class BackgroundWorker:
     def start(self) -> BackgroundWorker:
         """Start the consumers, the heartbeat and the flusher."""
         rt, w = self.runtime, self.worker
+        w.state.broker.register_rate_limits(w.state.jobs.tasks)
         self._hb = Heartbeat(w.state, w.name, lambda: [w.name], w.info,
                              lambda cmd: w._control(rt, cmd, -1))
         self._hb.beat(w.state.client)

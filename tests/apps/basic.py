@@ -338,3 +338,12 @@ def retry_with_new_args(self, *args, **kwargs):
     if self.request.retries == 0:
         raise self.retry(args=[], kwargs={"second": True}, countdown=0)
     return {"args": list(args), "kwargs": kwargs}
+
+
+@jobs.task(rate_limit="10/s")
+def rate_limited(i):
+    """Record when it started, on Redis's clock (ms), in the list ``rate:starts``."""
+    r = effects()
+    seconds, micros = r.time()
+    r.rpush("rate:starts", seconds * 1000 + micros // 1000)
+    return i
