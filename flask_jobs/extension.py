@@ -130,8 +130,8 @@ class JobsState:
             url,
             socket_connect_timeout=float(c["JOBS_BROKER_CONNECT_TIMEOUT"]),
             socket_timeout=None if blocking else float(c["JOBS_BROKER_TIMEOUT"]),
-            # Each open event stream holds a connection; redis-py's own default cap (100)
-            # would refuse the 101st viewer of a progress page.
+            # A threaded web server may run hundreds of requests at once, each taking a pool
+            # connection; redis-py's own default cap (100) would refuse the 101st.
             max_connections=int(c["JOBS_BROKER_MAX_CONNECTIONS"]),
             health_check_interval=30,
         )

@@ -20,13 +20,14 @@ Who may read or revoke a task is decided by :meth:`Jobs.current_owner` (a task s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import math
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from werkzeug.utils import import_string
 from . import states
 from .exceptions import BrokerUnavailable
 from .result import _FIELDS, AsyncResult, EagerResult, GroupResult, Record
+from .sse_hub import GONE, Follower, Hub, Update, hub_for
 
 if TYPE_CHECKING:
     from .extension import Jobs, JobsState
@@ -56,8 +58,6 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_.:@+=~-]{1,200}")
 SSE_RETRY_MS = 2000
 #: Seconds a 503 asks clients to wait (``Retry-After``).
 RETRY_AFTER = 5
-#: Most pub/sub messages drained into one event (a burst becomes one status read).
-_DRAIN_LIMIT = 10000
 _CROSS_SITE_OK = frozenset({"same-origin", "same-site", "none"})
 _BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, BrokerUnavailable)
 _MEMBER_FIELDS = ("state", "st", "upd", "owner")
@@ -479,22 +479,38 @@ def _sse(found: Found) -> bytes:
     return f"id: {found.event_id}\ndata: {dumps(found.body)}\n\n".encode()
 
 
+def _update(found: Found | None) -> Update:
+    """A read rendered once for every stream of its id (``GONE`` if the id is not known)."""
+    if found is None:
+        return GONE
+    return Update(_fingerprint(found.body), _sse(found), found.final)
+
+
+def _read_update(jobs: Jobs, ident: str) -> Update:
+    """The SSE hub's reader: the status of ``ident`` now (in the app context)."""
+    return _update(lookup(jobs, ident))
+
+
+def events_hub(st: JobsState) -> Hub:
+    """The SSE hub of ``st``'s app in this process: one pub/sub connection for all its streams."""
+    return hub_for(st, functools.partial(_read_update, st.jobs))
+
+
 class EventStream:
     """The body of one ``/events/`` response: an iterator of SSE chunks.
 
-    Owns one pub/sub connection (already subscribed, or None for a final status) and
-    releases it when the stream ends or the response is closed, whichever comes first
-    (``close()`` is idempotent and also runs if the client went away before the first chunk).
+    Follows its id through the process's SSE hub (``follower``, already subscribed; None for a
+    status that is already final) and leaves it when the stream ends or the response is closed,
+    whichever comes first (``close()`` is idempotent and also runs if the client went away
+    before the first chunk).
     """
 
-    def __init__(self, read: Callable[[], Found | None], first: Found, pubsub: Any,
-                 heartbeat: float, max_age: float, min_interval: float = 0.0) -> None:
-        self._read = read
+    def __init__(self, first: Update, follower: Follower | None, heartbeat: float,
+                 max_age: float) -> None:
         self._first = first
-        self._pubsub = pubsub
+        self._follower = follower
         self._heartbeat = max(0.01, heartbeat)
         self._deadline = time.monotonic() + max_age
-        self._min_interval = min_interval
         self._gen = self._events()
 
     def __iter__(self) -> EventStream:
@@ -504,103 +520,60 @@ class EventStream:
         return next(self._gen)
 
     def close(self) -> None:
-        """Stop the stream and release its pub/sub connection."""
+        """Stop the stream and leave the hub (the last stream of an id unsubscribes)."""
         try:
             self._gen.close()
-        except ValueError:  # closed from another thread while running: released below
+        except ValueError:  # closed from another thread while running: left below
             pass
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            pubsub.close()
+        self._leave()
+
+    def _leave(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.close()
 
     def _events(self) -> Iterator[bytes]:
         try:
             yield f"retry: {SSE_RETRY_MS}\n\n".encode()
-            found = self._first
-            yield _sse(found)
-            if found.final or self._pubsub is None:
+            update = self._first
+            yield update.chunk
+            if update.final or self._follower is None:
                 return
-            yield from self._follow(found)
+            yield from self._follow(self._follower, update)
         except GeneratorExit:
             raise
         except (redis.RedisError, OSError) as exc:
             # Redis went away mid-stream: end it; the client reconnects after `retry`.
             log.info("Event stream ended by a Redis error: %s", exc)
         finally:
-            pubsub, self._pubsub = self._pubsub, None
-            if pubsub is not None:
-                pubsub.close()
+            self._leave()
 
-    def _follow(self, found: Found) -> Iterator[bytes]:
-        pubsub = self._pubsub
-        last = _fingerprint(found.body)
-        last_sent = time.monotonic()
-        next_beat = last_sent + self._heartbeat
-        while True:
+    def _follow(self, follower: Follower, update: Update) -> Iterator[bytes]:
+        last = update.fingerprint
+        next_beat = time.monotonic() + self._heartbeat
+        while not follower.closed:
             now = time.monotonic()
             if now >= self._deadline:
                 return
-            message = pubsub.get_message(timeout=min(next_beat, self._deadline) - now)
-            if message is None or message["type"] != "message":
+            got = follower.wait(min(next_beat, self._deadline) - now)
+            if got is None:
                 if time.monotonic() < next_beat:
-                    continue  # a subscribe confirmation or pong, not a timeout
-                # Heartbeat time: re-read as a safety net for a message lost to a reconnect;
-                # send the change if there is one, else a comment to keep proxies open.
-                found_now = self._read()
-                if found_now is None:
-                    return
-                fp = _fingerprint(found_now.body)
-                if fp != last:
-                    last, found = fp, found_now
-                    yield _sse(found)
-                    if found.final:
-                        return
-                else:
+                    continue  # the deadline, or closed
+                # Heartbeat time: re-read (shared with the id's other streams) as a safety net
+                # for a change whose notification was lost; send it, or a comment that keeps
+                # proxies from closing an idle connection.
+                got = follower.refresh(not_before=time.monotonic() - self._heartbeat / 2)
+                if got.fingerprint == last:
                     yield b": ping\n\n"
+                    next_beat = time.monotonic() + self._heartbeat
+                    continue
+            if got.fingerprint != last:
+                last = got.fingerprint
+                if got.chunk:
+                    yield got.chunk
                 next_beat = time.monotonic() + self._heartbeat
-                continue
-            # Coalesce: a burst of notifications becomes one read and one event.
-            hold_until = last_sent + self._min_interval
-            while (left := hold_until - time.monotonic()) > 0:
-                pubsub.get_message(timeout=left)
-            for _ in range(_DRAIN_LIMIT):
-                if pubsub.get_message(timeout=0.0) is None:
-                    break
-            found_now = self._read()
-            if found_now is None:  # forgotten or expired meanwhile
+            if got.final:  # or gone: forgotten or expired meanwhile
                 return
-            fp = _fingerprint(found_now.body)
-            if fp != last:
-                last, found = fp, found_now
-                last_sent = time.monotonic()
-                next_beat = last_sent + self._heartbeat
-                yield _sse(found)
-            if found_now.final:
-                return
-
-
-def _subscribe(st: JobsState, channels: list[str]) -> Any:
-    """A pub/sub connection subscribed to ``channels``, confirmed by the server.
-
-    Waiting for the confirmations makes "subscribe, then read" race-free: a change published
-    after the read below is certain to reach this connection.
-    """
-    pubsub = st.client.pubsub()
-    try:
-        pubsub.subscribe(*channels)
-        deadline = time.monotonic() + float(st.config.get("JOBS_BROKER_TIMEOUT") or 5.0)
-        confirmed = 0
-        while confirmed < len(set(channels)):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise redis.TimeoutError("No subscribe confirmation from Redis")
-            message = pubsub.get_message(timeout=left)
-            if message is not None and message["type"] == "subscribe":
-                confirmed += 1
-        return pubsub
-    except BaseException:
-        pubsub.close()
-        raise
 
 
 # -- the blueprint ------------------------------------------------------------------------------
@@ -633,24 +606,27 @@ def make_blueprint(jobs: Jobs) -> Blueprint:
         authorize(jobs, "read", found)
         st: JobsState = current_app.extensions["jobs"]
         config = current_app.config
-        pubsub = None
+        follower = None
         if found.final:
             if request.headers.get("Last-Event-ID") == found.event_id:
                 # A reconnect after the final event: 204 tells EventSource to stop.
                 return Response(status=204, headers={"Cache-Control": "no-store"})
+            first = _update(found)
         else:
-            pubsub = _subscribe(st, found.channels)
+            # One pub/sub connection per process for all streams; returns once subscribed.
+            min_interval = st.progress_interval if found.kind == "group" else 0.0
+            follower = events_hub(st).follow(task_id, found.channels, min_interval=min_interval)
             try:
                 # Read again now that we are subscribed: no change can slip in between.
-                found = lookup(jobs, task_id) or found
+                first = follower.refresh()
             except BaseException:
-                pubsub.close()
+                follower.close()
                 raise
-        min_interval = st.progress_interval if found.kind == "group" else 0.0
-        stream = EventStream(lambda: lookup(jobs, task_id), found, pubsub,
+            if first is GONE:  # forgotten or expired meanwhile: send what we found, and end
+                first = replace(_update(found), final=True)
+        stream = EventStream(first, follower,
                              heartbeat=float(config.get("JOBS_SSE_HEARTBEAT", 15.0)),
-                             max_age=float(config.get("JOBS_SSE_MAX_AGE", 300.0)),
-                             min_interval=min_interval)
+                             max_age=float(config.get("JOBS_SSE_MAX_AGE", 300.0)))
         response = Response(stream_with_context(stream), mimetype="text/event-stream")
         response.call_on_close(stream.close)
         response.headers["Cache-Control"] = "no-store"

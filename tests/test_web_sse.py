@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from flask_jobs import group, web
+from flask_jobs import group, sse_hub, web
 from flask_jobs.worker.main import BackgroundWorker
 from tests.apps import basic
 from tests.conftest import ROOT, wait_for
@@ -143,13 +143,13 @@ def test_stream_of_a_finished_task_sends_one_event(client: Any, jobs_worker: Any
     r = basic.add.delay(2, 2)
     r.get(timeout=10)
     subscribed = []
-    real = web._subscribe
-    monkeypatch.setattr(web, "_subscribe", lambda *a: subscribed.append(a) or real(*a))
+    real = sse_hub.Hub.follow
+    monkeypatch.setattr(sse_hub.Hub, "follow", lambda *a, **k: subscribed.append(a) or real(*a, **k))
     stream = Stream(client, f"/jobs/events/{r.id}")
     got = stream.rest()
     assert [b.fields.get("retry") for b in got] == ["2000", None]
     assert got[1].data["state"] == "SUCCESS" and got[1].data["result"] == 4
-    assert subscribed == []  # no pub/sub connection for a final status
+    assert subscribed == []  # no subscription for a final status
 
     # EventSource reconnects after the stream ends; a reconnect that already saw the final
     # event gets 204, which tells the browser to stop.
@@ -283,12 +283,16 @@ def test_client_disconnect_on_a_threaded_server_releases_the_connection(
             assert resp.status == 200
             assert b"PENDING" in b"".join(resp.readline() for _ in range(4))
             conns.append((conn, resp))
-        wait_for(lambda: subscribers(jobs_redis) == 3, 5, "three subscribers")
+        # Three streams of one task: one subscription, in the process's hub.
+        hub = web.events_hub(app.extensions["jobs"])
+        assert hub.stats()["streams"] == 3
+        assert subscribers(jobs_redis) == 1
         for conn, resp in conns:
             resp.close()
             conn.close()
         # The server notices at its next write (a heartbeat) and closes the stream.
-        wait_for(lambda: subscribers(jobs_redis) == 0, 10, "every subscriber to go")
+        wait_for(lambda: hub.stats()["streams"] == 0, 10, "every stream to leave the hub")
+        wait_for(lambda: subscribers(jobs_redis) == 0, 5, "the subscription to go")
     finally:
         server.shutdown()
         thread.join(5)
@@ -314,7 +318,7 @@ from gevent import monkey; monkey.patch_all()
 import sys
 from gevent.pywsgi import WSGIServer
 from tests.apps import basic
-app = basic.create_app({"JOBS_BROKER_URL": sys.argv[1], "JOBS_SSE_HEARTBEAT": 0.5,
+app = basic.create_app({"JOBS_BROKER_URL": sys.argv[1], "JOBS_SSE_HEARTBEAT": float(sys.argv[2]),
                         "JOBS_SSE_MAX_AGE": 30})
 server = WSGIServer(("127.0.0.1", 0), app, log=None)
 server.start()
@@ -323,30 +327,41 @@ server.serve_forever()
 """
 
 
-def test_many_streams_under_gevent(app: Flask, jobs_redis_url: str, jobs_redis: Any) -> None:
+def gevent_server(redis_url: str, heartbeat: float) -> tuple[subprocess.Popen[str], int]:
+    """A gevent WSGI server (monkey-patched) for the test app; returns it and its port."""
     pytest.importorskip("gevent")
-    proc = subprocess.Popen([sys.executable, "-c", GEVENT_SERVER, jobs_redis_url], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", GEVENT_SERVER, redis_url, str(heartbeat)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())  # type: ignore[union-attr]
+
+
+def follow_in_thread(port: int, task_id: str) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    """Read a stream in a thread; returns the thread and the list its events go to."""
+    received: list[dict[str, Any]] = []
+
+    def follow() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("GET", f"/jobs/events/{task_id}")
+        resp = conn.getresponse()
+        for block in blocks(iter(resp.readline, b"")):
+            if block.data is not None:
+                received.append(block.data)
+        conn.close()
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return thread, received
+
+
+def test_many_streams_under_gevent(app: Flask, jobs_redis_url: str, jobs_redis: Any) -> None:
+    proc, port = gevent_server(jobs_redis_url, heartbeat=0.5)
     try:
-        port = int(proc.stdout.readline())  # type: ignore[union-attr]
         r = basic.progress_task.delay(10)
-        n = 50
-        received: list[list[dict[str, Any]]] = [[] for _ in range(n)]
-
-        def follow(i: int) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-            conn.request("GET", f"/jobs/events/{r.id}")
-            resp = conn.getresponse()
-            for block in blocks(iter(resp.readline, b"")):
-                if block.data is not None:
-                    received[i].append(block.data)
-            conn.close()
-
-        threads = [threading.Thread(target=follow, args=(i,), daemon=True) for i in range(n)]
-        for t in threads:
-            t.start()
+        threads, received = zip(*(follow_in_thread(port, r.id) for _ in range(50)), strict=True)
         wait_for(lambda: all(received), 10, "every stream's first event")
+        # The server's SSE hub: one subscription for the fifty streams.
+        assert subscribers(jobs_redis) == 1
         # Idle streams cost no CPU: nothing polls while waiting for a change.
         cpu = _cpu_seconds(proc.pid)
         time.sleep(1.0)  # measuring idle CPU over a fixed window
@@ -374,3 +389,29 @@ def test_many_streams_under_gevent(app: Flask, jobs_redis_url: str, jobs_redis: 
 def _cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_gevent_hub_reconnects_and_rereads(app: Flask, jobs_redis_url: str,
+                                           jobs_redis: Any) -> None:
+    # Heartbeats (which re-read too) are far away: only the hub's re-read can deliver the change.
+    proc, port = gevent_server(jobs_redis_url, heartbeat=60.0)
+    try:
+        r = basic.progress_task.delay(10)
+        threads, received = zip(*(follow_in_thread(port, r.id) for _ in range(20)), strict=True)
+        wait_for(lambda: all(received), 10, "every stream's first event")
+        # A change whose notification is lost: written without one, then the hub's connection
+        # is killed.
+        jobs_redis.hset(f"jobs:t:{r.id}", mapping={"state": "PROGRESS", "rtype": "json",
+                                                   "result": json.dumps({"current": 5, "total": 10})})
+        assert jobs_redis.client_kill_filter(_type="pubsub") >= 1
+        wait_for(lambda: all(ev[-1].get("current") == 5 for ev in received), 10,
+                 "every stream to get the change made while the hub was away")
+        wait_for(lambda: subscribers(jobs_redis) == 1, 5, "the subscription to be back")
+        app.extensions["jobs"].broker.store_state(r.id, "SUCCESS", 42)
+        for t in threads:
+            t.join(10)
+        assert all([e["state"] for e in ev] == ["PENDING", "PROGRESS", "SUCCESS"] for ev in received)
+        wait_for(lambda: subscribers(jobs_redis) == 0, 5, "every subscriber to go")
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -133,8 +133,12 @@ class Consumer:
 
     def run(self) -> None:
         """Loop until the runtime stops; then give back what was claimed but not started."""
-        gevent = sys.modules.get("gevent")
-        if gevent is not None and gevent.monkey.is_module_patched("threading"):
+        # gevent.monkey is loaded only by a program that patches (a bare "import gevent",
+        # e.g. by a test in the same process, does not load it)
+        monkey = sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("threading"):
+            import gevent
+
             self.greenlet = gevent.getcurrent()
         rt, broker, writer = self.rt, self.rt.state.broker, self.rt.writer
         # Blocked on the inbox first: a task handed over is already claimed for us.
