@@ -53,6 +53,9 @@ MAX_BACKOFF = 2.0
 RETRY_READ = 0.5
 #: Most replies read in one go before acting on them: a burst becomes one read per id.
 _DRAIN_LIMIT = 10000
+#: The hub's connection name in ``CLIENT LIST``.
+CLIENT_NAME = "flask-jobs:sse-hub"
+
 #: Channels per ``SUBSCRIBE`` when subscribing again after a reconnect.
 _SUBSCRIBE_CHUNK = 1000
 _ERRORS = (redis.RedisError, OSError, ValueError)
@@ -200,6 +203,8 @@ class Hub:
         # one of the pool's: it stays subscribed, and only this hub reads from it.
         self._connection_class = pool.connection_class
         self._connection_kwargs = dict(pool.connection_kwargs)
+        # Named, so operators (and tests) can tell it apart in CLIENT LIST.
+        self._connection_kwargs["client_name"] = CLIENT_NAME
         self._timeout = float(state.config.get("JOBS_BROKER_TIMEOUT") or 5.0)
         #: Guards the followers, channels and the connection; every send holds it.
         self.lock = threading.Lock()

@@ -122,9 +122,11 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[str]]:
 
 
 def pubsub_clients(redis_client: Any) -> int:
-    """Connections to the test database that are subscribed to something."""
+    """Hub connections to the test database that are subscribed to something (other tests'
+    workers and get() waiters may hold pub/sub connections of their own)."""
     db = str(redis_client.connection_pool.connection_kwargs.get("db", 0))
-    return sum(c.get("db") == db and "P" in c.get("flags", "") for c in redis_client.client_list())
+    return sum(c.get("db") == db and "P" in c.get("flags", "") and c.get("name") == sse_hub.CLIENT_NAME
+               for c in redis_client.client_list())
 
 
 def numsub(redis_client: Any, task_id: str) -> int:
