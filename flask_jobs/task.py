@@ -306,6 +306,17 @@ class Context:
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
 
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Context:
+        """A context whose attributes are ``fields``; the dict is taken over, not copied.
+
+        The worker's way to build one per task, without packing and unpacking keyword
+        arguments (a measurable share of a short task's overhead).
+        """
+        context = cls.__new__(cls)
+        context.__dict__ = fields
+        return context
+
     def __repr__(self) -> str:
         return f"<Context {self.task}[{self.id}] retries={self.retries}>"
 

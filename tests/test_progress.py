@@ -172,3 +172,59 @@ def test_last_report_is_in_the_final_batch_even_if_the_flusher_took_it(app):
     final = writer.collect(final=True)
     assert [(w[0], w[3]) for w in final] == [("P", "PROGRESS"), ("F", "SUCCESS")]
     assert json.loads(final[0][5]) == {"current": 10, "total": 10, "status": "done"}
+
+
+def test_short_task_sends_no_started_and_its_outcome_waits_for_the_claim(app, monkeypatch):
+    # A task that finishes before STARTED_DELAY is never written as STARTED, and the flusher
+    # leaves its outcome to the next claim for FINAL_FLUSH_DELAY: a worker draining short
+    # tasks makes no round trips besides its claims. (The delays are made long, so the test
+    # does not depend on how fast this machine is.)
+    from flask_jobs.execution import Outcome
+    from flask_jobs.worker import writer as w
+
+    monkeypatch.setattr(w, "STARTED_DELAY", 60.0)
+    monkeypatch.setattr(w, "FINAL_FLUSH_DELAY", 60.0)
+    writer = w.Writer(app.extensions["jobs"], "worker@unit")
+    assert writer.wait_time() == w.IDLE_TICK
+    reporter = w.Reporter("task-short", 1)
+    writer.started(reporter)
+    assert 0 < writer.wait_time() <= w.FLUSH_TICK
+    assert writer.collect(final=False) == []
+    writer.finished(reporter, Outcome("SUCCESS", None, retval=None))
+    assert writer.collect(final=False) == []
+    assert 0 < writer.wait_time() <= w.FLUSH_TICK
+    final = writer.collect(final=True)
+    assert [(x[0], x[3], x[5]) for x in final] == [("F", "SUCCESS", b"null")]
+    assert writer.wait_time() == w.IDLE_TICK
+
+
+def test_long_task_is_started_and_a_report_goes_after_its_started(app, monkeypatch):
+    from flask_jobs.worker import writer as w
+
+    writer = w.Writer(app.extensions["jobs"], "worker@unit")
+    monkeypatch.setattr(w, "STARTED_DELAY", 60.0)
+    early = w.Reporter("task-reports-early", 1)
+    writer.started(early)
+    early.report("CRUNCHING", {"phase": 1})
+    # Due at once (the first report), and STARTED goes first even though not due on its own:
+    # written after it, STARTED would hide the report.
+    assert writer.wait_time() <= 0.001
+    assert [(x[0], x[3]) for x in writer.collect(final=False)] == [
+        ("S", "STARTED"), ("P", "CRUNCHING")]
+    assert writer.collect(final=False) == []
+
+    monkeypatch.setattr(w, "STARTED_DELAY", 0.0)  # this one has run long enough
+    long = w.Reporter("task-long", 1)
+    writer.started(long)
+    assert writer.wait_time() <= 0.001
+    assert [(x[0], x[1]) for x in writer.collect(final=False)] == [("S", "task-long")]
+
+
+def test_started_of_a_long_task_lands_while_it_runs(app, jobs_redis, jobs_worker):
+    task_id = str(uuid.uuid4())
+    events = Events(jobs_redis, task_id)
+    result = basic.wait_gate.apply_async(("gate-started",), task_id=task_id)
+    wait_for(lambda: result.state == "STARTED", message="STARTED of the waiting task")
+    jobs_redis.rpush("gate-started", "go")
+    assert result.get(timeout=10) == "go"
+    assert events.until("SUCCESS") == ["STARTED", "SUCCESS"]

@@ -160,6 +160,25 @@ def test_result_of_ignore_result_task(app, jobs_redis, jobs_worker):
     assert jobs_redis.hget(f"jobs:t:{result.id}", "result") is None
 
 
+def test_ignored_result_is_not_encoded(app, jobs_redis, jobs_worker):
+    # The result of an ignore_result run is dropped, so one the serializer cannot encode is no
+    # error (it used to raise in the worker's writer, out of the consumer loop).
+    results = [basic.unencodable_result.apply_async(ignore_result=True) for _ in range(3)]
+    for result in results:
+        assert result.get(timeout=10) is None
+        assert result.state == "SUCCESS"
+        assert jobs_redis.hget(f"jobs:t:{result.id}", "result") is None
+    assert basic.add.delay(1, 2).get(timeout=10) == 3  # the consumers live on
+
+
+def test_none_result_is_stored_as_null(app, jobs_redis, jobs_worker):
+    results = [basic.record.delay(None, key="none-results") for _ in range(3)]
+    for result in results:
+        assert result.get(timeout=10) is None
+        assert result.state == "SUCCESS"
+        assert jobs_redis.hget(f"jobs:t:{result.id}", "result") == b"null"
+
+
 def command_calls(client) -> dict[str, int]:
     return {k: v["calls"] for k, v in client.info("commandstats").items()}
 

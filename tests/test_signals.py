@@ -74,6 +74,26 @@ def test_success_signals(app, jobs_worker):
     assert calls == [(basic.add, {"result": 5})]
 
 
+def test_receivers_for_one_sender_are_reached(app, jobs_worker):
+    # The worker skips signals nobody listens to; a receiver for one task only still counts.
+    received, prerun, success = Recorder(), Recorder(), Recorder()
+    signals.task_received.connect(received, sender=basic.mul)
+    signals.task_prerun.connect(prerun, sender=basic.mul)
+    signals.task_success.connect(success, sender=basic.mul)
+    try:
+        assert basic.add.delay(1, 2).get(timeout=10) == 3
+        result = basic.mul.delay(2, 3)
+        assert result.get(timeout=10) == 6
+        wait_for(lambda: success.calls, message="task_success")
+    finally:
+        signals.task_received.disconnect(received, sender=basic.mul)
+        signals.task_prerun.disconnect(prerun, sender=basic.mul)
+        signals.task_success.disconnect(success, sender=basic.mul)
+    assert [c[1]["request"].id for c in received.calls] == [result.id]
+    assert [c[1]["task_id"] for c in prerun.calls] == [result.id]
+    assert success.calls == [(basic.mul, {"result": 6})]
+
+
 def test_failure_signal(app, jobs_worker):
     with listening(signals.task_failure) as failure, listening(signals.task_postrun) as postrun:
         result = basic.fail.delay("bad")

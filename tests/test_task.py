@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 
 from flask_jobs import Jobs, Task
 from flask_jobs.exceptions import EncodeError, MaxRetriesExceededError, Retry
+from flask_jobs.task import Context
 from tests.apps import basic
 from tests.apps.basic import CustomError
 
@@ -121,6 +123,43 @@ def test_bound_request_fields(app, jobs_worker):
         "is_eager": False,
         "name": "tests.apps.basic.request_info",
     }
+
+
+def test_request_carries_every_option_of_the_message(app, jobs_worker):
+    eta = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=20)
+    link = basic.record.si("linked", key="request-link")
+    result = basic.request_fields.apply_async(
+        headers={"trace": "abc"}, eta=eta, owner="alice", time_limit=30, soft_time_limit=20,
+        parent_id="parent-1", root_id="root-1", ignore_result=False, link=link,
+        link_error=basic.record.si("failed", key="request-link-error"))
+    info = result.get(timeout=10)
+    assert info["eta"] == eta.isoformat()
+    assert info["headers"] == {"trace": "abc"}
+    assert (info["owner"], info["time_limit"], info["soft_time_limit"]) == ("alice", 30.0, 20.0)
+    assert (info["parent_id"], info["root_id"], info["ignore_result"]) == (
+        "parent-1", "root-1", False)
+    assert [s["task"] for s in info["link"]] == ["tests.apps.basic.record"]
+    assert [s["args"] for s in info["link_error"]] == [["failed"]]
+    assert info["delivery_info"] == {} and info["expires"] is None
+
+
+def test_request_of_a_plain_message_has_the_defaults(app, jobs_worker):
+    first = basic.request_fields.delay().get(timeout=10)  # scribbles on its headers
+    info = basic.request_fields.delay().get(timeout=10)
+    assert first["headers"] == info["headers"] == {}  # a fresh dict each run: nothing leaked
+    assert Context.headers == {}
+    defaults = {"retries": 0, "eta": None, "group": None, "parent_id": None, "root_id": None,
+                "owner": None, "time_limit": None, "soft_time_limit": None, "link": None,
+                "link_error": None, "ignore_result": None, "called_directly": False,
+                "is_eager": False, "expires": None, "delivery_info": {}}
+    assert {k: info[k] for k in defaults} == defaults
+    assert (info["hostname"], info["delivery_attempt"], info["attempt"]) == ("worker@test", 1, 1)
+    # The fields the worker sets on the request itself, whatever the message holds.
+    assert info["own"] == sorted([
+        "id", "task", "args", "kwargs", "retries", "hostname", "delivery_attempt", "attempt",
+        "eta", "headers", "group", "parent_id", "root_id", "owner", "time_limit",
+        "soft_time_limit", "link", "link_error", "ignore_result", "called_directly", "reporter"])
+    assert first["own"] == info["own"]
 
 
 def test_whoami(app, jobs_worker):

@@ -19,8 +19,18 @@ from ..execution import Outcome, progress_meta
 if TYPE_CHECKING:
     from ..extension import JobsState
 
-#: Outcomes older than this are flushed by the flusher thread if no claim has carried them.
-FINAL_FLUSH_DELAY = 0.005
+#: Outcomes older than this are flushed by the flusher thread if no claim has carried them. A
+#: consumer draining short tasks claims again (carrying them) sooner than this, so the flusher
+#: rarely makes a round trip of its own while the worker is busy.
+FINAL_FLUSH_DELAY = 0.01
+#: A task's STARTED is written once it has run this long (or with its first progress report): a
+#: task that finishes sooner goes straight to its final state, without a write of its own.
+STARTED_DELAY = 0.01
+#: Longest the flusher sleeps while tasks run: a report is not announced (it only stores a
+#: reference), so this is how late the flusher may notice one that is already due.
+FLUSH_TICK = 0.01
+#: How long the flusher sleeps when nothing runs and nothing is buffered.
+IDLE_TICK = 0.05
 
 Write = tuple[str, str, int, str, str, bytes | str, str, str | int, bytes | str]
 
@@ -70,9 +80,11 @@ class Writer:
         self._rtype = state.result_serializer
         self._interval = state.progress_interval
         self._track_started = state.track_started
+        #: The encoding of a ``None`` result, the most common one: encoded once, not per task.
+        self._none = self._dumps(None, self._rtype)
 
     def started(self, reporter: Reporter) -> None:
-        """A task began; its STARTED write goes out with the next flush if it is still running."""
+        """A task began; its STARTED is written if it still runs ``STARTED_DELAY`` later."""
         with self._lock:
             self._running[reporter.task_id] = reporter
 
@@ -109,12 +121,22 @@ class Writer:
 
     def outcome_write(self, task_id: str, attempt: int, outcome: Outcome,
                       retry_body: bytes = b"", ignore_result: bool = False) -> Write:
-        """The write tuple of an outcome (see ``apply_writes`` in ``scripts/lib.lua``)."""
+        """The write tuple of an outcome (see ``apply_writes`` in ``scripts/lib.lua``).
+
+        A SUCCESS value is the encoded result (bytes, see :func:`~flask_jobs.execution.execute`)
+        or a value still to encode; ``None`` has its encoding kept.
+        """
         if outcome.state == states.SUCCESS:
-            value = outcome.value if isinstance(outcome.value, bytes) else self._dumps(
-                outcome.value, self._rtype)
-            return ("F", task_id, attempt, states.SUCCESS, self._rtype, value, "",
-                    "i" if ignore_result else "", "")
+            if ignore_result:
+                # The script drops the result of an "i" write: encoding it would be wasted, and
+                # would raise for a value the serializer cannot encode.
+                return ("F", task_id, attempt, states.SUCCESS, self._rtype, b"", "", "i", "")
+            value = outcome.value
+            if value is None:
+                value = self._none
+            elif not isinstance(value, bytes):
+                value = self._dumps(value, self._rtype)
+            return ("F", task_id, attempt, states.SUCCESS, self._rtype, value, "", "", "")
         desc = json.dumps(outcome.value, default=str)
         if outcome.state == states.RETRY:
             return ("R", task_id, attempt, states.RETRY, "json", desc, outcome.traceback,
@@ -131,22 +153,28 @@ class Writer:
     def collect(self, final: bool = True) -> list[Write]:
         """Take the writes that are due.
 
+        A running task's STARTED is due once it has run ``STARTED_DELAY`` (or with its first
+        progress report, which it must precede); its newest report once the previous one is
+        :data:`JOBS_PROGRESS_INTERVAL` old.
+
         :param final: take buffered outcomes whatever their age (a claim carries them); the
             flusher passes False and takes them only once they waited ``FINAL_FLUSH_DELAY``.
         """
         now = time.monotonic()
         with self._lock:
             out: list[Write] = []
+            track_started = self._track_started
             for r in self._running.values():
-                if not r.started_sent and self._track_started and (
-                        now - r.started_at >= FINAL_FLUSH_DELAY or not final):
+                pending = r.pending
+                report = pending if pending is not None and pending is not r.sent and (
+                    now - r.last_write >= self._interval) else None
+                if track_started and not r.started_sent and (
+                        report is not None or now - r.started_at >= STARTED_DELAY):
                     out.append(("S", r.task_id, r.attempt, states.STARTED, "", "", "", "", ""))
                     r.started_sent = True
-                pending = r.pending
-                if pending is not None and pending is not r.sent and (
-                        now - r.last_write >= self._interval):
-                    out.append(self._progress_write(r, pending))
-                    r.sent = pending
+                if report is not None:
+                    out.append(self._progress_write(r, report))
+                    r.sent = report
                     r.last_write = now
             if self._buffer and (final or now - self._oldest >= FINAL_FLUSH_DELAY):
                 out.extend(self._buffer)
@@ -162,8 +190,31 @@ class Writer:
                 self._oldest = time.monotonic()
 
     def has_work(self) -> bool:
-        """Whether anything is running or buffered (the flusher then ticks)."""
+        """Whether anything is running or buffered."""
         return bool(self._running or self._buffer)
+
+    def wait_time(self) -> float:
+        """Seconds the flusher may sleep before a write is due.
+
+        It sleeps until the earliest due write rather than waking at a fixed tick: while a
+        worker drains short tasks, nothing becomes due (each STARTED is dropped as its task
+        finishes, the outcomes ride on the next claim if it comes within ``FINAL_FLUSH_DELAY``),
+        so the flusher wakes but sends nothing.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if not self._running and not self._buffer:
+                return IDLE_TICK
+            wait = FLUSH_TICK
+            if self._buffer:
+                wait = min(wait, self._oldest + FINAL_FLUSH_DELAY - now)
+            for r in self._running.values():
+                if self._track_started and not r.started_sent:
+                    wait = min(wait, r.started_at + STARTED_DELAY - now)
+                pending = r.pending
+                if pending is not None and pending is not r.sent:
+                    wait = min(wait, r.last_write + self._interval - now)
+        return max(wait, 0.001)  # never a busy loop, whatever the rounding
 
     def running_ids(self) -> list[str]:
         """Ids of the tasks running now."""

@@ -280,6 +280,25 @@ def request_info(self, *args, **kwargs):
             "is_eager": r.is_eager, "name": self.name}
 
 
+#: The request fields a worker sets (``request_fields`` returns them).
+REQUEST_FIELDS = ("id", "task", "args", "kwargs", "retries", "hostname", "delivery_attempt",
+                  "attempt", "eta", "headers", "group", "parent_id", "root_id", "owner",
+                  "time_limit", "soft_time_limit", "link", "link_error", "ignore_result",
+                  "called_directly", "is_eager", "expires", "delivery_info")
+
+
+@jobs.task(bind=True)
+def request_fields(self):
+    """Every request field, and the names set on the request itself; then scribbles on the
+    headers (which must not leak into the next run's request)."""
+    r = self.request
+    fields = {name: getattr(r, name) for name in REQUEST_FIELDS}
+    fields["headers"] = dict(r.headers)
+    fields["own"] = sorted(vars(r))
+    r.headers["scribbled"] = True
+    return fields
+
+
 @jobs.task(bind=True)
 def state_then_gate(self, gate, state="PROGRESS", timeout=10.0):
     """Report ``state`` with a meta, then wait on ``gate`` so readers can see it."""
