@@ -121,6 +121,10 @@ class Broker:
 
     def _send(self, messages: Sequence[Message], group: str, check_all: str) -> int:
         head = (self.base, self.state.result_ttl_ms, group, check_all)
+        if len(messages) == 1:  # delay(): one shape, one task
+            m = messages[0]
+            return int(self.direct.evalsha(self._enqueue.sha, (*head, 1, *m.shape(), 1, m.id, 1,
+                                                               m.body)))
 
         def calls() -> Iterator[list[Any]]:
             # Built chunk by chunk while Redis runs the previous one (see DirectLine).

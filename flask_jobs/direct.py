@@ -30,6 +30,20 @@ except ImportError:  # the optional [hiredis] extra is not installed
 #: Idle connections kept for reuse; more concurrent callers open (and then close) extra ones.
 MAX_IDLE = 32
 
+#: Bumped in a forked child, so a line built before the fork drops its parent's sockets.
+#: (Cheaper than os.getpid() on every call: glibc no longer caches the pid, so that is a
+#: system call.)
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class DirectLine:
     """Connections outside redis-py's pool for a few hot commands; see the module docstring.
@@ -41,22 +55,40 @@ class DirectLine:
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
         self._idle: deque[Any] = deque()
-        self._pid = os.getpid()
+        self._generation = _fork_generation
 
     def _take(self) -> Any:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+        if self._generation != _fork_generation:  # forked: the parent's sockets are not ours
             self._idle = deque()
-            self._pid = os.getpid()
+            self._generation = _fork_generation
         try:
             return self._idle.pop()
         except IndexError:
             return self._pool.connection_class(**self._pool.connection_kwargs)
 
     def _give(self, conn: Any) -> None:
-        if len(self._idle) < MAX_IDLE and self._pid == os.getpid():
+        if len(self._idle) < MAX_IDLE and self._generation == _fork_generation:
             self._idle.append(conn)
         else:
             conn.disconnect()
+
+    def evalsha(self, sha: str, args: Sequence[Any]) -> Any:
+        """One ``EVALSHA sha 0 *args`` and its reply (the hot path of a single send)."""
+        conn = self._take()
+        try:
+            command = ("EVALSHA", sha, 0, *args)
+            conn.send_packed_command(
+                [_hiredis_pack(command)] if _hiredis_pack else conn.pack_command(*command),
+                check_health=False)
+            reply = conn.read_response()
+        except redis.ResponseError:
+            self._give(conn)  # an error reply: the connection itself is fine
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        self._give(conn)
+        return reply
 
     def evalsha_many(self, sha: str, calls: Iterable[Sequence[Any]]) -> list[Any]:
         """Send one ``EVALSHA sha 0 *args`` per item of ``calls`` without waiting, then read

@@ -27,7 +27,6 @@ end
 local nobody_idle = {}  -- queue -> true once its idle set came up empty in this call
 -- An idle consumer of the queue that is alive and has nothing waiting: its worker and inbox.
 local function idle_consumer(queue)
-  if nobody_idle[queue] then return nil end
   local ik = P .. 'idle:' .. queue
   for _ = 1, 8 do  -- each miss removes a stale entry, so this stays short
     local who = redis.call('SPOP', ik)
@@ -79,8 +78,13 @@ for k = 0, n - 1 do
   if fresh then
     local queue, delay = sh.queue, sh.delay
     local w, inbox
-    if delay == 0 and not nobody_idle[queue] and not rate_limited(sh.name) then
-      w, inbox = idle_consumer(queue)
+    if delay == 0 and not nobody_idle[queue] then
+      -- (the cheap test first: most sends find nobody idle, or busy workers)
+      if redis.call('SCARD', P .. 'idle:' .. queue) == 0 then
+        nobody_idle[queue] = true
+      elseif not rate_limited(sh.name) then
+        w, inbox = idle_consumer(queue)
+      end
     end
     if group ~= '' then
       redis.call('HSET', rk, 'state', 'PENDING', 'name', sh.name, 'queue', queue, 'prio', sh.prio,
