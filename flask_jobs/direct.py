@@ -45,6 +45,13 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
+    """The wire form of a command, for ``send_packed_command``."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(command)]
+    return conn.pack_command(*command)
+
+
 class DirectLine:
     """Connections outside redis-py's pool for a few hot commands; see the module docstring.
 
@@ -76,10 +83,7 @@ class DirectLine:
         """One ``EVALSHA sha 0 *args`` and its reply (the hot path of a single send)."""
         conn = self._take()
         try:
-            command = ("EVALSHA", sha, 0, *args)
-            conn.send_packed_command(
-                [_hiredis_pack(command)] if _hiredis_pack else conn.pack_command(*command),
-                check_health=False)
+            conn.send_packed_command(_pack(conn, ("EVALSHA", sha, 0, *args)), check_health=False)
             reply = conn.read_response()
         except redis.ResponseError:
             self._give(conn)  # an error reply: the connection itself is fine
@@ -103,9 +107,8 @@ class DirectLine:
         try:
             sent = 0
             for args in calls:
-                command = ("EVALSHA", sha, 0, *args)
-                packed = [_hiredis_pack(command)] if _hiredis_pack else conn.pack_command(*command)
-                conn.send_packed_command(packed, check_health=False)
+                conn.send_packed_command(_pack(conn, ("EVALSHA", sha, 0, *args)),
+                                         check_health=False)
                 sent += 1
             replies: list[Any] = []
             error: redis.ResponseError | None = None

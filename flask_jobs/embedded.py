@@ -1038,21 +1038,24 @@ def _start_embedded_server(layout: _Layout, timeout: float = 10.0) -> str:
         if os.path.exists(log):
             os.replace(log, log + ".1")
 
-    with open(layout.server_log, "ab") as log_file:
-        # A new session, so it survives its starter and a Ctrl-C in that terminal.
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=layout.state_dir,
-            start_new_session=True,
-        )
+    proc = _spawn_detached(argv, layout.server_log, layout.state_dir)
 
     _wait_until_ready(proc, layout.socket, layout.server_log, 0, timeout)
     # Only now: while the reaper thread waits, proc.poll() can't see the exit.
     _reap_in_background(proc)
     return _info(layout.socket)["run_id"]
+
+
+def _spawn_detached(argv: list[str], log: str, cwd: str,
+                    env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a process that outlives its starter, its output appended to ``log``.
+
+    A new session, so it survives its starter and a Ctrl-C in that terminal.
+    """
+    with open(log, "ab") as log_file:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                start_new_session=True)
 
 
 def _spawn_watchdog(layout: _Layout, run_id: str, timeout: float = 15.0) -> None:
@@ -1079,16 +1082,7 @@ def _spawn_watchdog(layout: _Layout, run_id: str, timeout: float = 15.0) -> None
     ]
     offset = _log_size(layout.watchdog_log)
 
-    with open(layout.watchdog_log, "ab") as log_file:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=layout.state_dir,
-            env=env,
-            start_new_session=True,
-        )
+    proc = _spawn_detached(argv, layout.watchdog_log, layout.state_dir, env)
 
     deadline = time.monotonic() + timeout
 
