@@ -69,7 +69,8 @@ class Broker:
         self.base = state.keys.base
         self._enqueue = client.register_script(script_source("enqueue"))
         #: Producer hot path: enqueue calls skip redis-py's pool (see :mod:`flask_jobs.direct`).
-        self.direct = DirectLine(client.connection_pool)
+        self.direct = DirectLine(client.connection_pool,
+                                 float(state.config["JOBS_BROKER_BUSY_POLL"] or 0))
         self._claim = client.register_script(script_source("claim"))
         self._write = client.register_script(script_source("write"))
         self._reap = client.register_script(script_source("reap"))

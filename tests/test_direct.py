@@ -76,3 +76,44 @@ def test_threads_send_concurrently(app, jobs_redis):
     queued = _queued(jobs_redis)
     assert len(ids) == 400 and sorted(queued) == sorted(ids)
     assert len(_line(app)._idle) <= 8
+
+
+def test_a_send_busy_polls_for_its_reply(app, jobs_redis):
+    # Given the default JOBS_BROKER_BUSY_POLL
+    line = _line(app)
+    assert line._spin > 0
+    # When a task is sent
+    r = basic.add.delay(1, 2)
+    # Expect its reply to have been awaited by polling (which found it in time), and the send
+    # to have worked
+    conn = line._idle[-1]
+    assert conn._flask_jobs_poll[0] == conn._sock.fileno()
+    assert line._misses == 0
+    assert r.id in _queued(jobs_redis)
+
+
+def test_busy_polling_can_be_turned_off(app, jobs_redis):
+    from flask_jobs.direct import DirectLine
+
+    line = DirectLine(app.extensions["jobs"].client.connection_pool, busy_poll_us=0)
+    assert line.evalsha(jobs_redis.script_load("return 7"), ()) == 7
+    assert not hasattr(line._idle[-1], "_flask_jobs_poll")
+
+
+def test_replies_that_come_too_late_pause_busy_polling(app, jobs_redis):
+    from flask_jobs import direct
+
+    # Given a line whose polling budget no reply can meet (a Redis far away, in effect)
+    line = direct.DirectLine(app.extensions["jobs"].client.connection_pool, busy_poll_us=1e-6)
+    sha = jobs_redis.script_load("return 1")
+    # When SPIN_MISSES sends in a row miss it
+    for _ in range(direct.SPIN_MISSES):
+        assert line.evalsha(sha, ()) == 1
+    # Expect the line to stop polling (each call only counts down the pause) ...
+    assert line._misses == direct.SPIN_MISSES
+    line.evalsha(sha, ())
+    assert line._misses == direct.SPIN_MISSES + 1
+    # ... and to try again after SPIN_PAUSE calls
+    for _ in range(direct.SPIN_PAUSE - 1):
+        line.evalsha(sha, ())
+    assert line._misses == direct.SPIN_MISSES // 2
