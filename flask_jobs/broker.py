@@ -17,6 +17,7 @@ import redis
 
 from .direct import DirectLine
 from .exceptions import BrokerUnavailable
+from .task import new_task_ids
 
 if TYPE_CHECKING:
     from .extension import JobsState
@@ -79,7 +80,8 @@ class Broker:
 
     # -- producer side -----------------------------------------------------------------------
 
-    def enqueue(self, messages: Sequence[Message], group: str = "") -> int:
+    def enqueue(self, messages: Sequence[Message], group: str = "",
+                ids: list[str] | None = None) -> int:
         """Write PENDING records and queue the messages, atomically per script call.
 
         One round trip however many messages: up to :data:`ENQUEUE_CHUNK` per script call,
@@ -88,13 +90,18 @@ class Broker:
         script, so nothing is queued twice.
 
         :param group: the group id of every message (``group(...).apply_async()``).
+        :param ids: for a group: an empty list, filled with the id each message was sent
+            under. A message object that comes more than once in ``messages`` (a signature
+            repeated in a group, encoded once) is sent each time after the first under a fresh
+            random id, made chunk by chunk while Redis runs the previous chunk.
         :raises BrokerUnavailable: Redis did not answer in time; the caller should answer 503.
         """
         check, reconnected, loaded = "", False, False
+        seen: set[int] = set()  # id(message) of the messages named already (kept on a resend)
         try:
             while True:
                 try:
-                    return self._send(messages, group, check)
+                    return self._send(messages, group, check, ids, seen)
                 except redis.exceptions.NoScriptError:
                     if loaded:
                         raise
@@ -120,24 +127,44 @@ class Broker:
                 "memory (maxmemory reached). Nothing was queued; free memory or raise maxmemory."
             ) from exc
 
-    def _send(self, messages: Sequence[Message], group: str, check_all: str) -> int:
+    def _send(self, messages: Sequence[Message], group: str, check_all: str,
+              ids: list[str] | None, seen: set[int]) -> int:
         head = (self.base, self.state.result_ttl_ms, group, check_all)
-        if len(messages) == 1:  # delay(): one shape, one task
+        if len(messages) == 1 and ids is None:  # delay(): one shape, one task
             m = messages[0]
             return int(self.direct.evalsha(self._enqueue.sha, (*head, 1, *m.shape(), 1, m.id, 1,
                                                                m.body)))
+        if ids is None:
+            ids = []
 
         def calls() -> Iterator[list[Any]]:
             # Built chunk by chunk while Redis runs the previous one (see DirectLine).
             for start in range(0, len(messages), ENQUEUE_CHUNK):
                 shapes: dict[tuple[Any, ...], int] = {}
+                numbers: dict[int, int] = {}  # id(message) -> shape number (copies share one)
                 tail: list[Any] = []
-                for m in messages[start:start + ENQUEUE_CHUNK]:
-                    shape = m.shape()
-                    number = shapes.get(shape)
+                end = start + ENQUEUE_CHUNK
+                chunk = messages[start:end]
+                if len(ids) < start + len(chunk):  # not a resend: name this chunk's tasks
+                    repeat = []
+                    for m in chunk:
+                        if id(m) in seen:
+                            repeat.append(True)
+                        else:
+                            seen.add(id(m))
+                            repeat.append(False)
+                    fresh = iter(new_task_ids(sum(repeat)))
+                    ids.extend([next(fresh) if r else m.id
+                                for m, r in zip(chunk, repeat, strict=True)])
+                for task_id, m in zip(ids[start:end], chunk, strict=True):
+                    number = numbers.get(id(m))
                     if number is None:
-                        number = shapes[shape] = len(shapes) + 1
-                    tail += (m.id, number, m.body)
+                        shape = m.shape()
+                        number = shapes.get(shape)
+                        if number is None:
+                            number = shapes[shape] = len(shapes) + 1
+                        numbers[id(m)] = number
+                    tail += (task_id, number, m.body)
                 args: list[Any] = [*head, len(shapes)]
                 for shape in shapes:
                     args += shape

@@ -163,24 +163,26 @@ class group:  # noqa: N801 - Celery's name
         if state.eager:
             return GroupResult(group_id, [s.apply(args, kwargs, **options) for s in self.tasks],
                                jobs=jobs)
-        messages = []
+        messages: list[Message] = []
         extra = bool(args or kwargs or options)
-        # A signature repeated n times is validated and encoded once; the copies get new ids.
+        # A signature repeated n times is validated and encoded once and sent under n ids.
         built: dict[int, Message] = {}
         for sig in self.tasks:
             first = built.get(id(sig))
             if first is not None and not first.chosen_id:
-                messages.append(first.with_new_id())
+                messages.append(first)  # sent again under a new id (Broker.enqueue)
                 continue
             s = sig.clone(args, kwargs, **options) if extra else sig
             message = build_message(state, jobs.tasks.get(s.name), s.name, s.args, s.kwargs,
                                     group_id=group_id, validated=first is not None, **s.options)
             built[id(sig)] = message
             messages.append(message)
-        state.broker.enqueue(messages, group_id)
-        results = [AsyncResult(m.id, jobs=jobs, app=state.app, task_name=m.name)
-                   for m in messages]
-        return GroupResult(group_id, results, jobs=jobs, app=state.app)
+        ids: list[str] = []  # copies get fresh ids as they are sent
+        state.broker.enqueue(messages, group_id, ids)
+        app = state.app
+        results = [AsyncResult(i, jobs=jobs, app=app, task_name=m.name)
+                   for i, m in zip(ids, messages, strict=True)]
+        return GroupResult(group_id, results, jobs=jobs, app=app)
 
     def delay(self, *args: Any, **kwargs: Any) -> GroupResult:
         """Send every member with extra partial arguments."""

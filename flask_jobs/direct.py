@@ -88,8 +88,11 @@ class DirectLine:
         #: Polls that timed out in a row (or, once over SPIN_MISSES, calls left to skip).
         self._misses = 0
 
-    def _await_reply(self, conn: Any) -> None:
-        """Poll ``conn``'s socket until a reply is readable, for at most the spin budget.
+    def _await_reply(self, conn: Any, sent_at: float) -> None:
+        """Poll ``conn``'s socket until a reply is readable, at most until the spin budget
+        from ``sent_at`` (a :func:`time.perf_counter` reading just after the send) is spent. A
+        reply found later than that counts as a miss even so (e.g. this thread was not
+        running): polling pays only while replies come within the budget.
 
         Runs only on plain TCP/unix sockets outside gevent; returns quietly otherwise.
         """
@@ -110,12 +113,15 @@ class DirectLine:
             poller[1].register(fd, select.POLLIN)
             conn._flask_jobs_poll = poller
         ready, clock = poller[1].poll, time.perf_counter
-        deadline = clock() + self._spin
+        deadline = sent_at + self._spin
         while not ready(0):
             if clock() >= deadline:
                 self._misses += 1
                 return
-        self._misses = 0
+        if clock() > deadline:
+            self._misses += 1
+        else:
+            self._misses = 0
 
     def _take(self) -> Any:
         if self._generation != _fork_generation:  # forked: the parent's sockets are not ours
@@ -138,7 +144,7 @@ class DirectLine:
         try:
             conn.send_packed_command(_pack(conn, ("EVALSHA", sha, 0, *args)), check_health=False)
             if self._spin:
-                self._await_reply(conn)
+                self._await_reply(conn, time.perf_counter())
             reply = conn.read_response()
         except redis.ResponseError:
             self._give(conn)  # an error reply: the connection itself is fine

@@ -45,11 +45,6 @@ class Message:
         return (self.queue, self.priority, self.name, self.ctype, self.delay_ms,
                 self.expires_ms, self.owner, "1" if self.chosen_id else "")
 
-    def with_new_id(self) -> Message:
-        """A copy with a fresh random id: the same call sent again (a signature repeated in a
-        group), without encoding it again."""
-        return Message(new_task_id(), self.queue, self.priority, self.name, self.ctype,
-                       self.body, self.delay_ms, self.expires_ms, self.owner, False)
 
 
 def parse_rate_limit(value: str | float | None) -> float | None:
@@ -92,6 +87,18 @@ def new_task_id() -> str:
     # version 4 and the RFC 4122 variant, as uuid.uuid4() sets them
     return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
             f"{h[20:]}")
+
+
+def new_task_ids(n: int) -> list[str]:
+    """``n`` ids like :func:`new_task_id`'s, from one read of the OS's random source (a group
+    of many tasks gets its ids at a third of the cost)."""
+    raw = bytearray(_urandom(16 * n))
+    # version 4 in byte 6's high nibble and the RFC 4122 variant in byte 8's two high bits
+    raw[6::16] = bytes([(b & 0x0F) | 0x40 for b in raw[6::16]])
+    raw[8::16] = bytes([(b & 0x3F) | 0x80 for b in raw[8::16]])
+    h = raw.hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+            for i in range(0, 32 * n, 32)]
 
 
 def _seconds_until(when: dt.datetime) -> float:
@@ -161,7 +168,7 @@ def build_message(
     elif not isinstance(task_id, str):
         task_id = str(task_id)
     # The id is not in the body (the record's key names it), so a signature repeated in a group
-    # is encoded once (Message.with_new_id).
+    # is encoded once and sent under many ids (Broker.enqueue's ids).
     body: dict[str, Any] = {"task": name, "args": args, "kwargs": kwargs}
     if retries:
         body["retries"] = retries

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from flask_jobs import GroupResult, Signature, chain, group, signature
@@ -104,6 +106,31 @@ def test_group_messages_in_one_round_trip(app, jobs_redis):
     assert len(result) == 50
     assert all(jobs_redis.hget(f"jobs:t:{r.id}", "state") == b"PENDING" for r in result)
     assert jobs_redis.lrange(f"jobs:g:{result.id}", 0, -1) == [r.id.encode() for r in result]
+
+
+def test_a_repeated_signature_is_sent_as_tasks_of_their_own(app, jobs_redis):
+    # Given one signature repeated over several script calls' worth of messages
+    # (ENQUEUE_CHUNK each), and a connection of the line that Redis has closed, so the first
+    # send fails and is sent again with every id checked
+    from flask_jobs.broker import ENQUEUE_CHUNK
+
+    n = ENQUEUE_CHUNK * 2 + 500
+    basic.add.delay(0, 0)
+    jobs_redis.delete("jobs:q:default:5")
+    jobs_redis.client_kill_filter(_type="normal", skipme=True)
+    sig = basic.add.s(2, 3)
+    # When the group is sent
+    result = group([sig] * n).apply_async()
+    # Expect n tasks with distinct random (UUID4) ids, each queued once, in the group's order
+    ids = [r.id for r in result]
+    assert len(set(ids)) == n
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
+    queued = [x.decode() for x in jobs_redis.lrange("jobs:q:default:5", 0, -1)]
+    assert sorted(queued) == sorted(ids)
+    assert jobs_redis.lrange(f"jobs:g:{result.id}", 0, -1) == [i.encode() for i in ids]
+    # ... each with its own record holding the one encoded message
+    bodies = {jobs_redis.hget(f"jobs:t:{i}", "body") for i in ids[::97]}
+    assert len(bodies) == 1 and None not in bodies
 
 
 def test_group_with_one_bad_member_sends_nothing(app, jobs_redis):

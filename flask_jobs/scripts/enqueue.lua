@@ -11,6 +11,8 @@
 -- A task due now whose queue has an idle consumer (registered by claim.lua) is handed straight
 -- to that consumer's inbox, already claimed for it, so it starts without a claim round trip.
 -- Inbox payload: "<attempt> <deliveries> <#id> <#ctype> <#name>\n" .. id .. ctype .. name .. body
+-- A queued record has no expiry: it holds the message, which must not vanish while it waits
+-- (and a PEXPIRE per task is a third of this script's work). It gets one at its final state.
 -- Returns the number of tasks queued.
 if redis.replicate_commands then pcall(redis.replicate_commands) end  -- TIME + writes on 6.2
 local P, ttl, group, check_all = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'
@@ -105,10 +107,8 @@ for k = 0, n - 1 do
       redis.call('RPUSH', inbox, '1 1 ' .. #id .. ' ' .. #sh.ctype .. ' ' .. #sh.name .. '\n'
         .. id .. sh.ctype .. sh.name .. body)
     elseif delay > 0 then
-      redis.call('PEXPIRE', rk, ttl + delay)
       redis.call('ZADD', P .. 'delayed', NOW + delay, id)
     else
-      redis.call('PEXPIRE', rk, ttl)
       local lk = sh.list
       if lk ~= lastk then
         if lastk then
