@@ -205,19 +205,25 @@ class Broker:
 
     def claim(self, client: redis.Redis, worker: str, n: int, queues: Sequence[str],
               writes: Sequence[Sequence[Any]] = (), inbox: int = 0,
-              idle: bool = False) -> tuple[list[Claimed], bool, float | None]:
+              idle: bool = False, seq: int | None = None
+              ) -> tuple[list[Claimed], bool, float | None]:
         """Apply ``writes`` and claim up to ``n`` tasks for ``worker``, in one round trip.
 
         :param inbox: the calling consumer's inbox number; what was handed to it comes first.
         :param idle: when nothing is claimed, register the consumer as idle on ``queues`` so
             the next task is handed to its inbox (see ``scripts/enqueue.lua``).
+        :param seq: the consumer's claim number. Redis records what each claim returned; a
+            claim sent again with the same number (its reply was lost) returns those tasks
+            again, and a task handed over since, before claiming more. Number claims 1, 2, 3...
+            and reuse a number only when its reply (or that of a wait on the inbox after it) may
+            have been lost. None: no record, no replay.
         :returns: the claimed tasks, whether to claim again at once (scan budget exhausted), and
             seconds until the next delayed task is due (None if none).
         """
         st = self.state
         args: list[Any] = [self.base, worker, n, st.max_deliveries, st.result_ttl_ms,
-                           st.dead_ttl_ms, inbox, "1" if idle else "", len(queues), *queues,
-                           len(writes)]
+                           st.dead_ttl_ms, inbox, "1" if idle else "",
+                           "" if seq is None else seq, len(queues), *queues, len(writes)]
         for w in writes:
             args.extend(w)
         out = self._claim(args=args, client=client)
@@ -270,7 +276,8 @@ class Broker:
         return int(self._reap(args=[self.base, caller, lock_ms, give_back], client=client))
 
     def unregister(self, client: redis.Redis, worker: str) -> int:
-        """Remove a stopping worker, giving back anything it still holds."""
+        """Remove a stopping worker, giving back anything it still holds, and delete its
+        bookkeeping (active hash, idle registrations, inboxes, claim records)."""
         return self.reap(client, worker, 0, give_back=worker)
 
     # -- inspection and dead letters ---------------------------------------------------------

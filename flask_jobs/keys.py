@@ -29,6 +29,12 @@ key                            type     what it holds, and when it goes away
                                         takes what is left.
 ``P w:<worker>:idle``          set      The worker's idle registrations and inboxes, so the reaper
                                         and a clean shutdown remove them.
+``P w:<worker>:claims``        hash     Per consumer, what its last claim returned (field ``<slot>``:
+                                        JSON ``[seq, id, attempt, ...]``) and the task handed to it
+                                        since (``<slot>:h``: id), so a claim sent again after a lost
+                                        reply returns them again (``scripts/claim.lua``). Two small
+                                        fields per consumer; deleted at clean shutdown or by the
+                                        reaper.
 ``P g:<group>``                 list     Member task ids of a group, in order; expires with the records.
 ``P delayed``                  zset     Ids of countdown/eta/retry tasks, scored by due time in
                                         Redis-server milliseconds. Moved to their queue by claims.
@@ -108,6 +114,10 @@ class Keys:
     def active(self, worker: str) -> str:
         """The hash of tasks claimed by a worker."""
         return f"{self.prefix}:w:{worker}:active"
+
+    def claims(self, worker: str) -> str:
+        """The hash of a worker's claim records (what each consumer's last claim returned)."""
+        return f"{self.prefix}:w:{worker}:claims"
 
     def heartbeat(self, worker: str) -> str:
         """The heartbeat key of a worker."""

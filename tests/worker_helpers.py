@@ -112,3 +112,11 @@ def app_on(url: str, **config: Any) -> Iterator[Any]:
     app = basic.create_app({"JOBS_BROKER_URL": url, "JOBS_ORPHAN_TIMEOUT": 1.0, **config})
     with app.app_context():
         yield app
+
+
+def claim_records(r: redis.Redis, worker: str, prefix: str = "jobs") -> dict[str, Any]:
+    """A worker's claim records (``w:<worker>:claims``), by consumer slot: ``[seq, id,
+    attempt, ...]`` of its last claim; a ``<slot>:h`` field holds the id handed to it since."""
+    raw = r.hgetall(f"{prefix}:w:{worker}:claims")
+    return {k.decode(): v.decode() if k.endswith(b":h") else json.loads(v)
+            for k, v in raw.items()}

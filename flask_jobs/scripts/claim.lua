@@ -1,28 +1,81 @@
 -- claim.lua: acknowledge a batch of writes, move due delayed tasks to their queues, and claim up
 -- to N ready tasks for one worker, in one round trip.
--- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, slot, idle, nqueues,
---       queue..., then the write batch (apply_writes in lib.lua).
+-- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, slot, idle, seq,
+--       nqueues, queue..., then the write batch (apply_writes in lib.lua).
 -- slot names the calling consumer's inbox (w:<worker>:in:<slot>); idle = '1' registers it as
 -- idle on its queues when nothing is claimed, so enqueue.lua hands the next task straight to
 -- its inbox (the consumer blocks on it) instead of the ready list.
+-- seq makes a claim idempotent when its reply is lost ('' = no record, no replay). The consumer
+-- numbers its claims and sends a claim again with the same number when it may not have got the
+-- reply (see Consumer in worker/consumer.py). Field <slot> of w:<worker>:claims records the last
+-- claim: its seq and every id (with attempt) it returned. A claim with the recorded seq first
+-- returns again those still in the active hash with that attempt and not final, and the task
+-- enqueue.lua handed over since (field <slot>:h, whose BLPOP reply may be the one lost), unless
+-- it is still in the inbox; then it claims more for the rest of n.
 -- Returns {claimed, more, next_due_ms, handed, then `handed` inbox payloads (see enqueue.lua),
--- then 6 fields per claimed task: id, attempt, deliveries, ctype, body, name}. more = 1 when the
--- scan budget ran out (e.g. a long run of expired tasks) and the caller should claim again at
--- once instead of sleeping. next_due_ms = -1 when nothing is delayed.
+-- then 6 fields per claimed task (returned again first): id, attempt, deliveries, ctype, body,
+-- name}. more = 1 when the scan budget ran out (e.g. a long run of expired tasks) and the caller
+-- should claim again at once instead of sleeping. next_due_ms = -1 when nothing is delayed.
 local worker, n, max_dlv = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local ttl, dead_ttl, slot, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[9])
-local stale = apply_writes(worker, 10 + nq, ttl, dead_ttl)
+local ttl, dead_ttl, slot, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[10])
+local seq = ARGV[9]
+local stale = apply_writes(worker, 11 + nq, ttl, dead_ttl)
+local active = P .. 'w:' .. worker .. ':active'
 
 -- Whatever was handed to this consumer while it was idle is already claimed: take it first.
 local member = worker .. '|' .. slot
 local inbox = P .. 'w:' .. worker .. ':in:' .. slot
-for qi = 1, nq do redis.call('SREM', P .. 'idle:' .. ARGV[9 + qi], member) end
+for qi = 1, nq do redis.call('SREM', P .. 'idle:' .. ARGV[10 + qi], member) end
 local handed = {}
+local returned = {seq}  -- this claim's record: seq, then id, attempt of each task returned
+local in_inbox = {}
 for _, item in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
-  if item ~= '' then handed[#handed + 1] = item end  -- '' is a bare wake-up (shutdown)
+  if item ~= '' then  -- '' is a bare wake-up (shutdown)
+    handed[#handed + 1] = item
+    -- header "<att> <dlv> <#id> <#ctype> <#name>\n", then the id (see enqueue.lua)
+    local nl = string.find(item, '\n', 1, true)
+    local att, nid = string.match(string.sub(item, 1, nl - 1), '^(%d+) %d+ (%d+) ')
+    local id = string.sub(item, nl + 1, nl + tonumber(nid))
+    in_inbox[id] = true
+    returned[#returned + 1] = id
+    returned[#returned + 1] = att
+  end
 end
 redis.call('DEL', inbox)
-n = math.max(0, n - #handed)
+
+-- A claim sent again (same seq): what the lost reply carried, and a hand-over whose BLPOP reply
+-- was lost, come back first (6 fields each, counted as claimed).
+local replayed = {}
+if seq ~= '' then
+  local claims = P .. 'w:' .. worker .. ':claims'
+  local rec = redis.call('HMGET', claims, slot, slot .. ':h')
+  if rec[1] then
+    local last = cjson.decode(rec[1])
+    if last[1] == seq then
+      local candidates = {}
+      for i = 2, #last, 2 do candidates[#candidates + 1] = {last[i], last[i + 1]} end
+      if rec[2] then candidates[#candidates + 1] = {rec[2], redis.call('HGET', active, rec[2])} end
+      for _, c in ipairs(candidates) do
+        local id, att = c[1], c[2]
+        if att and not in_inbox[id] and redis.call('HGET', active, id) == att then
+          in_inbox[id] = true  -- (no id twice)
+          local f = redis.call('HMGET', tkey(id), 'state', 'att', 'dlv', 'ctype', 'body', 'name')
+          if f[1] and not FINAL[f[1]] and f[2] == att then
+            local k = #replayed
+            replayed[k + 1], replayed[k + 2], replayed[k + 3] = id, att, f[3] or '1'
+            replayed[k + 4], replayed[k + 5], replayed[k + 6] = f[4] or '', f[5] or '', f[6] or ''
+            returned[#returned + 1] = id
+            returned[#returned + 1] = att
+          elseif not f[1] or FINAL[f[1]] then
+            redis.call('HDEL', active, id)  -- revoked meanwhile: nobody will write for it
+          end
+        end
+      end
+    end
+  end
+  if rec[2] then redis.call('HDEL', claims, slot .. ':h') end
+end
+n = math.max(0, n - #handed - #replayed / 6)
 
 -- Due delayed tasks go to the tail of their queue (bounded per call; the rest next time).
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', 0, 500)
@@ -67,13 +120,13 @@ end
 
 local out = {0, 0, -1, #handed}
 for _, item in ipairs(handed) do out[#out + 1] = item end
+for _, v in ipairs(replayed) do out[#out + 1] = v end
 local claimed, more = 0, 0
 -- Expired or revoked ids are dropped cheaply but still bounded per call, so a backlog of
 -- thousands of them cannot make one call slow, and fresh tasks behind them still flow.
 local budget = n + 1000
-local active = P .. 'w:' .. worker .. ':active'
 for qi = 1, nq do
-  local queue = ARGV[9 + qi]
+  local queue = ARGV[10 + qi]
   for prio = 9, 0, -1 do
     local lk = P .. 'q:' .. queue .. ':' .. prio
     while claimed < n and budget > 0 do
@@ -104,6 +157,8 @@ for qi = 1, nq do
           redis.call('HSET', rk, 'worker', worker)
           redis.call('PERSIST', rk)
           redis.call('HSET', active, id, att)
+          returned[#returned + 1] = id
+          returned[#returned + 1] = tostring(att)
           out[#out + 1] = id
           out[#out + 1] = att
           out[#out + 1] = dlv
@@ -123,13 +178,16 @@ for qi = 1, nq do
   end
   if budget <= 0 then more = 1 break end
 end
-out[1], out[2] = claimed, more
-if claimed == 0 and more == 0 and #handed == 0 and ARGV[8] == '1' then
+if seq ~= '' then
+  redis.call('HSET', P .. 'w:' .. worker .. ':claims', slot, cjson.encode(returned))
+end
+out[1], out[2] = claimed + #replayed / 6, more
+if out[1] == 0 and more == 0 and #handed == 0 and ARGV[8] == '1' then
   -- Nothing to do: register as idle, atomically with finding every queue empty, so no task
   -- queued from now on can be missed (enqueue hands it over, or a wake token says look again).
   local reg = P .. 'w:' .. worker .. ':idle'
   for qi = 1, nq do
-    local ik = P .. 'idle:' .. ARGV[9 + qi]
+    local ik = P .. 'idle:' .. ARGV[10 + qi]
     redis.call('SADD', ik, member)
     redis.call('SADD', reg, ik .. '\n' .. member .. '\n' .. inbox)
   end

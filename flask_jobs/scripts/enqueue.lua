@@ -27,7 +27,7 @@ local function wake(queue)
 end
 
 local nobody_idle = {}  -- queue -> true once its idle set came up empty in this call
--- An idle consumer of the queue that is alive and has nothing waiting: its worker and inbox.
+-- An idle consumer of the queue that is alive and has nothing waiting: its worker, inbox, slot.
 local function idle_consumer(queue)
   local ik = P .. 'idle:' .. queue
   for _ = 1, 8 do  -- each miss removes a stale entry, so this stays short
@@ -36,7 +36,7 @@ local function idle_consumer(queue)
     local w, slot = string.match(who, '^(.*)|(%d+)$')
     if w and redis.call('EXISTS', P .. 'hb:' .. w) == 1 then
       local inbox = P .. 'w:' .. w .. ':in:' .. slot
-      if redis.call('LLEN', inbox) == 0 then return w, inbox end
+      if redis.call('LLEN', inbox) == 0 then return w, inbox, slot end
     end
   end
   nobody_idle[queue] = true
@@ -79,13 +79,13 @@ for k = 0, n - 1 do
   end
   if fresh then
     local queue, delay = sh.queue, sh.delay
-    local w, inbox
+    local w, inbox, slot
     if delay == 0 and not nobody_idle[queue] then
       -- (the cheap test first: most sends find nobody idle, or busy workers)
       if redis.call('SCARD', P .. 'idle:' .. queue) == 0 then
         nobody_idle[queue] = true
       elseif not rate_limited(sh.name) then
-        w, inbox = idle_consumer(queue)
+        w, inbox, slot = idle_consumer(queue)
       end
     end
     if group ~= '' then
@@ -106,6 +106,9 @@ for k = 0, n - 1 do
       redis.call('HSET', P .. 'w:' .. w .. ':active', id, 1)
       redis.call('RPUSH', inbox, '1 1 ' .. #id .. ' ' .. #sh.ctype .. ' ' .. #sh.name .. '\n'
         .. id .. sh.ctype .. sh.name .. body)
+      -- Lost replies: note the hand-over for that consumer's next claim, which returns it again
+      -- if the reply of the BLPOP that popped it never arrived (see claim.lua, w:<w>:claims).
+      redis.call('HSET', P .. 'w:' .. w .. ':claims', slot .. ':h', id)
     elseif delay > 0 then
       redis.call('ZADD', P .. 'delayed', NOW + delay, id)
     else

@@ -4,6 +4,9 @@
 --   t:<id> task record hash | q:<queue>:<prio> ready list | wake:<queue> wake-up token list
 --   idle:<queue> set of idle consumers | w:<worker>:in:<slot> consumer inbox list
 --   w:<worker>:idle set of idle registrations | delayed zset | w:<worker>:active hash
+--   w:<worker>:claims hash: per consumer slot, what its last claim returned (field <slot>) and
+--   what enqueue handed to it since (field <slot>:h), so a claim re-sent after a lost reply
+--   gets the same tasks back (claim.lua)
 --   hb:<worker> | workers set | dlq list | stats hash | ev:<id> pub/sub channel | lock:reaper
 -- Time always comes from this server (TIME), never from a client clock.
 
@@ -59,6 +62,11 @@ end
 -- D = dead-letter (result = reason, opt = task name).
 -- A write is applied only while the task is still in this worker's active hash with the same
 -- attempt (the fencing token) and not final: a zombie cannot overwrite a newer attempt.
+-- Refused writes are counted as stale, except ours sent twice: a batch re-sent after its reply
+-- was lost (a claim sent again, or writes put back and sent again) finds its writes already
+-- applied, i.e. the record still names this worker and attempt and is in the state the write
+-- left it in. A zombie's write is still counted: its attempt is older, or the reaper removed
+-- the record's worker.
 local function apply_writes(worker, base, ttl, dead_ttl)
   local n = tonumber(ARGV[base])
   local active = P .. 'w:' .. worker .. ':active'
@@ -72,10 +80,12 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     local rk = tkey(id)
     local cur = redis.call('HGET', rk, 'state')
     if redis.call('HGET', active, id) ~= att or not cur then
-      -- A STARTED/progress write that lost the race (flusher vs claim) to the final write of
-      -- the same attempt is late, not a zombie's: drop it without counting it as stale.
-      if not (cur and FINAL[cur] and (kind == 'S' or kind == 'P')
-              and redis.call('HGET', rk, 'att') == att) then
+      -- Not stale: a STARTED/progress write that lost the race (flusher vs claim) to the final
+      -- write of the same attempt (late, not a zombie's), or a write of ours applied already.
+      local rec = cur and redis.call('HMGET', rk, 'att', 'worker')
+      local ours = rec and rec[1] == att and (rec[2] == worker or kind == 'S' or kind == 'P')
+      if not (ours and (FINAL[cur] and kind ~= 'R' and kind ~= 'L'
+                        or kind == 'R' and cur == 'RETRY' or kind == 'L' and not FINAL[cur])) then
         stale = stale + 1
       end
     elseif FINAL[cur] then

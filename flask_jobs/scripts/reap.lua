@@ -32,6 +32,8 @@ local function give_back(w)
     end
   end
   redis.call('DEL', reg)
+  -- The consumers' claim records (claim.lua): nothing left to return again.
+  redis.call('DEL', P .. 'w:' .. w .. ':claims')
   redis.call('SREM', P .. 'workers', w)
 end
 if self_name ~= '' then

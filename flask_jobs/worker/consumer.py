@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .. import signals, states
 from ..broker import parse_handed
@@ -118,13 +120,26 @@ class Runtime:
 
 
 class Consumer:
-    """One loop that claims and runs tasks, one at a time."""
+    """One loop that claims and runs tasks, one at a time.
+
+    Lost replies: if the connection drops after Redis ran a claim (or popped a task handed to
+    our inbox) but before the reply arrived, those tasks sit in this live worker's active hash
+    and nobody else will run them. So claims are numbered (:attr:`seq`): a claim whose reply may
+    have been lost is sent again with the same number, and Redis returns what that reply
+    carried (see ``scripts/claim.lua``). redis-py must not retry on its own: a silent second
+    BLPOP would hide the loss. Clients made by ``from_url`` do not retry in redis-py 8.1, but
+    a ``Redis()`` built with its defaults does, so this client says so explicitly: it fails
+    fast and the loop below backs off.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.local: deque[Claimed] = deque()
         self.waiting = False
         self.client = runtime.state.make_client(blocking=True)
+        self.client.set_retry(Retry(NoBackoff(), 0))
+        #: The number of the next claim; reused (not incremented) while a reply may be lost.
+        self.seq = 1
         #: This consumer's inbox: tasks handed over at enqueue while it is idle.
         self.number = runtime.add_consumer()
         self.inbox = runtime.inboxes[self.number]
@@ -148,18 +163,22 @@ class Consumer:
             try:
                 if not self.local:
                     writes = writer.collect(final=True)
+                    sent = self.seq
                     try:
                         claimed, more, due = broker.claim(self.client, rt.name, rt.prefetch,
                                                           rt.queues, writes, self.number,
-                                                          idle=not rt.stopping)
+                                                          idle=not rt.stopping, seq=sent)
                     except BaseException:
+                        # (seq unchanged: if Redis ran it, the next claim returns its tasks)
                         writer.putback(writes)
                         raise
+                    self.seq = sent + 1
                     backoff = 0.0
                     if not claimed:
                         if not more and (due is None or due > 0.002):
                             handed = self._wait(wait_keys,
-                                                IDLE_WAIT if due is None else min(due, IDLE_WAIT))
+                                                IDLE_WAIT if due is None else min(due, IDLE_WAIT),
+                                                sent)
                             if handed is not None:
                                 self.local.append(handed)
                         continue
@@ -178,13 +197,23 @@ class Consumer:
             writer.add(("L", claimed.id, claimed.attempt, "", "", "", "", "", ""))
         self.local.clear()
 
-    def _wait(self, keys: list[str], timeout: float) -> Claimed | None:
-        """Block until a task is handed to our inbox (returned) or a queue's wake token."""
+    def _wait(self, keys: list[str], timeout: float, last: int) -> Claimed | None:
+        """Block until a task is handed to our inbox (returned) or a queue's wake token.
+
+        :param last: the number of the claim just made (it returned nothing).
+        """
         self.waiting = True
         try:
             if self.rt.stopping:
                 return None
-            reply = self.client.blpop(keys, timeout=max(timeout, 0.01))
+            try:
+                reply = self.client.blpop(keys, timeout=max(timeout, 0.01))
+            except BaseException:
+                # The lost reply may have carried a task popped from our inbox (claimed for us):
+                # the next claim reuses the last number, so Redis returns that task, once. That
+                # claim returned nothing, so nothing we hold can come back with it.
+                self.seq = last
+                raise
         finally:
             self.waiting = False
         if reply and reply[1] and reply[0].decode() == self.inbox:
