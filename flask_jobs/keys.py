@@ -11,9 +11,9 @@ key                            type     what it holds, and when it goes away
                                         (deliveries since the last enqueue), ``worker``, ``rtype`` +
                                         ``result`` (result or meta), ``tb``, ``st`` (started),
                                         ``done``, ``upd``, ``exp``, ``owner``, ``reason``. Written at
-                                        enqueue, expires :data:`JOBS_RESULT_EXPIRES` after its last
-                                        write (a delayed task's record lives until its due time plus
-                                        that).
+                                        enqueue with no expiry (it holds the message while the task
+                                        waits); expires :data:`JOBS_RESULT_EXPIRES` after its final
+                                        state.
 ``P q:<queue>:<prio>``         list     Ready task ids of one queue and priority (0-9, 9 runs first).
                                         LPUSH at enqueue, RPOP at claim. Empty lists vanish.
 ``P wake:<queue>``             list     Wake-up token (at most one ``1``) pushed when ids are queued
