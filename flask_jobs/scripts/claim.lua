@@ -114,7 +114,6 @@ local function rate_ok(id, rk, name, slot)
   redis.call('SET', key, nxt, 'PX', nxt - NOW + 60000)
   redis.call('HSET', rk, 'rls', tat)
   redis.call('ZADD', P .. 'delayed', tat, id)
-  redis.call('PEXPIRE', rk, tat - NOW + ttl)
   return false
 end
 
@@ -134,10 +133,10 @@ for qi = 1, nq do
       if not id then break end
       budget = budget - 1
       local rk = tkey(id)
-      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name', 'rls')
+      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name', 'rls', 'dlv', 'att')
       local state = f[1]
       if not state then
-        dead_letter(id, '', 'record missing (expired before it ran)', dead_ttl)
+        dead_letter(id, '', 'record missing (deleted before it ran)', dead_ttl)
       elseif FINAL[state] then
         -- revoked while queued, or finished by an earlier delivery: nothing to run
       elseif f[2] and tonumber(f[2]) <= NOW then
@@ -149,13 +148,15 @@ for qi = 1, nq do
       elseif not rate_ok(id, rk, f[5], f[6]) then
         -- rate limited: delayed until its slot
       else
-        local dlv = redis.call('HINCRBY', rk, 'dlv', 1)
+        local dlv = (tonumber(f[7]) or 0) + 1
         if dlv > max_dlv then
+          redis.call('HSET', rk, 'dlv', dlv)
           dead_letter(id, f[5], 'delivered ' .. (dlv - 1) .. ' times without finishing', dead_ttl)
         else
-          local att = redis.call('HINCRBY', rk, 'att', 1)
-          redis.call('HSET', rk, 'worker', worker)
-          redis.call('PERSIST', rk)
+          -- one write for the delivery count, the attempt (fencing token) and the owner; the
+          -- record has no expiry until its final state (enqueue.lua)
+          local att = (tonumber(f[8]) or 0) + 1
+          redis.call('HSET', rk, 'dlv', dlv, 'att', att, 'worker', worker)
           redis.call('HSET', active, id, att)
           returned[#returned + 1] = id
           returned[#returned + 1] = tostring(att)

@@ -100,8 +100,7 @@ for k = 0, n - 1 do
     if sh.owner ~= '' then redis.call('HSET', rk, 'owner', sh.owner) end
     if delay > longest then longest = delay end
     if w then
-      -- claimed for the idle consumer: the record lives until its final state, as claim.lua
-      -- PERSISTs the records it claims
+      -- claimed for the idle consumer (as claim.lua claims)
       redis.call('HSET', rk, 'att', 1, 'dlv', 1, 'worker', w)
       redis.call('HSET', P .. 'w:' .. w .. ':active', id, 1)
       redis.call('RPUSH', inbox, '1 1 ' .. #id .. ' ' .. #sh.ctype .. ' ' .. #sh.name .. '\n'

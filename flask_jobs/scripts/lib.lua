@@ -121,8 +121,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
         local qp = redis.call('HMGET', rk, 'queue', 'prio')
         push_ready(id, qp[1], qp[2], false)
       end
-      redis.call('PEXPIRE', rk, ttl + countdown)
-      publish(id, 'RETRY')
+      publish(id, 'RETRY')  -- (no expiry while it waits: the record holds the new message)
     elseif kind == 'L' then
       redis.call('HDEL', active, id)
       redis.call('HINCRBY', rk, 'dlv', -1)
