@@ -43,12 +43,14 @@ def script_source(name: str) -> str:
 class Claimed:
     """A task a worker claimed: what the claim script returned for it."""
 
-    __slots__ = ("id", "attempt", "deliveries", "ctype", "body", "name")
+    __slots__ = ("id", "attempt", "deliveries", "ctype", "body", "name", "suspect")
 
     def __init__(self, id: str, attempt: int, deliveries: int, ctype: str, body: bytes,
                  name: str) -> None:
         self.id, self.attempt, self.deliveries = id, attempt, deliveries
         self.ctype, self.body, self.name = ctype, body, name
+        #: It was held by a worker that died holding several tasks: run it alone (gate.py).
+        self.suspect = False
 
 
 def parse_handed(payload: bytes) -> Claimed:
@@ -217,7 +219,8 @@ class Broker:
             again, and a task handed over since, before claiming more. Number claims 1, 2, 3...
             and reuse a number only when its reply (or that of a wait on the inbox after it) may
             have been lost. None: no record, no replay.
-        :returns: the claimed tasks, whether to claim again at once (scan budget exhausted), and
+        :returns: the claimed tasks (a suspect comes alone, flagged ``suspect``: run it with
+            nothing else running in the process), whether to claim again at once (scan budget exhausted), and
             seconds until the next delayed task is due (None if none).
         """
         st = self.state
@@ -228,10 +231,12 @@ class Broker:
             args.extend(w)
         out = self._claim(args=args, client=client)
         count, more, next_due, handed = int(out[0]), bool(out[1]), int(out[2]), int(out[3])
-        claimed = [parse_handed(out[i]) for i in range(4, 4 + handed)]
-        for i in range(4 + handed, 4 + handed + count * 6, 6):
+        claimed = [parse_handed(out[i]) for i in range(5, 5 + handed)]
+        for i in range(5 + handed, 5 + handed + count * 6, 6):
             claimed.append(Claimed(out[i].decode(), int(out[i + 1]), int(out[i + 2]),
                                    out[i + 3].decode(), out[i + 4], out[i + 5].decode()))
+        if out[4] == 1:  # a suspect, claimed alone
+            claimed[-1].suspect = True
         return claimed, more, (next_due / 1000.0 if next_due >= 0 else None)
 
     def write(self, client: redis.Redis, worker: str, writes: Sequence[Sequence[Any]]) -> int:

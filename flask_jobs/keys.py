@@ -10,7 +10,9 @@ key                            type     what it holds, and when it goes away
                                         ``att`` (delivery attempt, the fencing token), ``dlv``
                                         (deliveries since the last enqueue), ``worker``, ``rtype`` +
                                         ``result`` (result or meta), ``tb``, ``st`` (started),
-                                        ``done``, ``upd``, ``exp``, ``owner``, ``reason``. Written at
+                                        ``done``, ``upd``, ``exp``, ``owner``, ``reason``, ``sus``
+                                        (a suspect: held by a worker that died holding several
+                                        tasks; claimed and run alone). Written at
                                         enqueue with no expiry (it holds the message while the task
                                         waits); expires :data:`JOBS_RESULT_EXPIRES` after its final
                                         state.

@@ -12,10 +12,15 @@
 -- returns again those still in the active hash with that attempt and not final, and the task
 -- enqueue.lua handed over since (field <slot>:h, whose BLPOP reply may be the one lost), unless
 -- it is still in the inbox; then it claims more for the rest of n.
--- Returns {claimed, more, next_due_ms, handed, then `handed` inbox payloads (see enqueue.lua),
--- then 6 fields per claimed task (returned again first): id, attempt, deliveries, ctype, body,
--- name}. more = 1 when the scan budget ran out (e.g. a long run of expired tasks) and the caller
--- should claim again at once instead of sleeping. next_due_ms = -1 when nothing is delayed.
+-- Suspects (field sus, set by reap.lua) run alone: one is claimed only as the whole claim, and
+-- only while this worker holds no other suspect; otherwise it goes back to the front of its list
+-- and the claim ends there. The caller runs it with nothing else running in its process, so if
+-- the process dies, the reaper knows it was the one running.
+-- Returns {claimed, more, next_due_ms, handed, suspect, then `handed` inbox payloads (see
+-- enqueue.lua), then 6 fields per claimed task (returned again first): id, attempt, deliveries,
+-- ctype, body, name}. more = 1 when the scan budget ran out (e.g. a long run of expired tasks)
+-- and the caller should claim again at once instead of sleeping. next_due_ms = -1 when nothing
+-- is delayed. suspect = 1 when the one task claimed is a suspect.
 local worker, n, max_dlv = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, dead_ttl, slot, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[10])
 local seq = ARGV[9]
@@ -46,6 +51,7 @@ redis.call('DEL', inbox)
 -- A claim sent again (same seq): what the lost reply carried, and a hand-over whose BLPOP reply
 -- was lost, come back first (6 fields each, counted as claimed).
 local replayed = {}
+local suspect = 0
 if seq ~= '' then
   local claims = P .. 'w:' .. worker .. ':claims'
   local rec = redis.call('HMGET', claims, slot, slot .. ':h')
@@ -59,8 +65,10 @@ if seq ~= '' then
         local id, att = c[1], c[2]
         if att and not in_inbox[id] and redis.call('HGET', active, id) == att then
           in_inbox[id] = true  -- (no id twice)
-          local f = redis.call('HMGET', tkey(id), 'state', 'att', 'dlv', 'ctype', 'body', 'name')
+          local f = redis.call('HMGET', tkey(id), 'state', 'att', 'dlv', 'ctype', 'body', 'name',
+            'sus')
           if f[1] and not FINAL[f[1]] and f[2] == att then
+            if f[7] then suspect = 1 end  -- (claimed alone, so returned alone)
             local k = #replayed
             replayed[k + 1], replayed[k + 2], replayed[k + 3] = id, att, f[3] or '1'
             replayed[k + 4], replayed[k + 5], replayed[k + 6] = f[4] or '', f[5] or '', f[6] or ''
@@ -75,7 +83,15 @@ if seq ~= '' then
   end
   if rec[2] then redis.call('HDEL', claims, slot .. ':h') end
 end
-n = math.max(0, n - #handed - #replayed / 6)
+n = suspect == 1 and 0 or math.max(0, n - #handed - #replayed / 6)
+
+-- Whether this worker holds a suspect already (rare: read only when a suspect is next).
+local function holds_suspect()
+  for _, id in ipairs(redis.call('HKEYS', active)) do
+    if redis.call('HEXISTS', tkey(id), 'sus') == 1 then return true end
+  end
+  return false
+end
 
 -- Due delayed tasks go to the tail of their queue (bounded per call; the rest next time).
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', 0, 500)
@@ -117,10 +133,13 @@ local function rate_ok(id, rk, name, slot)
   return false
 end
 
-local out = {0, 0, -1, #handed}
+local out = {0, 0, -1, #handed, 0}
 for _, item in ipairs(handed) do out[#out + 1] = item end
 for _, v in ipairs(replayed) do out[#out + 1] = v end
 local claimed, more = 0, 0
+local held = #handed + #replayed / 6
+local stop = false    -- a suspect ended the claim
+local waiting = false -- ... and must wait for this worker's other suspect to finish
 -- Expired or revoked ids are dropped cheaply but still bounded per call, so a backlog of
 -- thousands of them cannot make one call slow, and fresh tasks behind them still flow.
 local budget = n + 1000
@@ -128,12 +147,13 @@ for qi = 1, nq do
   local queue = ARGV[10 + qi]
   for prio = 9, 0, -1 do
     local lk = P .. 'q:' .. queue .. ':' .. prio
-    while claimed < n and budget > 0 do
+    while claimed < n and budget > 0 and not stop do
       local id = redis.call('RPOP', lk)
       if not id then break end
       budget = budget - 1
       local rk = tkey(id)
-      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name', 'rls', 'dlv', 'att')
+      local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name', 'rls', 'dlv', 'att',
+        'sus')
       local state = f[1]
       if not state then
         dead_letter(id, '', 'record missing (deleted before it ran)', dead_ttl)
@@ -145,6 +165,10 @@ for qi = 1, nq do
         redis.call('PEXPIRE', rk, ttl)
         redis.call('HINCRBY', P .. 'stats', 'expired', 1)
         publish(id, 'REVOKED')
+      elseif f[9] and (claimed > 0 or held > 0 or holds_suspect()) then
+        -- a suspect runs alone: back to the front; this claim ends before it
+        redis.call('RPUSH', lk, id)
+        stop, waiting = true, claimed == 0 and held == 0
       elseif not rate_ok(id, rk, f[5], f[6]) then
         -- rate limited: delayed until its slot
       else
@@ -167,10 +191,17 @@ for qi = 1, nq do
           out[#out + 1] = f[4]
           out[#out + 1] = f[5]
           claimed = claimed + 1
+          if f[9] then suspect, stop = 1, true end
         end
       end
     end
-    if claimed >= n or budget <= 0 then break end
+    if claimed >= n or budget <= 0 or stop then break end
+  end
+  if stop then
+    -- more waiting: wake another idle worker, unless the suspect waits for one of ours (a
+    -- wake-up would only bring this worker back to it at once)
+    if not waiting then wake(queue) end
+    break
   end
   if claimed >= n then
     -- probably more waiting: wake another idle worker
@@ -182,7 +213,7 @@ end
 if seq ~= '' then
   redis.call('HSET', P .. 'w:' .. worker .. ':claims', slot, cjson.encode(returned))
 end
-out[1], out[2] = claimed + #replayed / 6, more
+out[1], out[2], out[5] = claimed + #replayed / 6, more, suspect
 if out[1] == 0 and more == 0 and #handed == 0 and ARGV[8] == '1' then
   -- Nothing to do: register as idle, atomically with finding every queue empty, so no task
   -- queued from now on can be missed (enqueue hands it over, or a wake token says look again).

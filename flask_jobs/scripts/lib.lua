@@ -114,6 +114,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       redis.call('HDEL', active, id)
       redis.call('HSET', rk, 'state', 'RETRY', 'rtype', rtype, 'result', result, 'tb', tb,
         'body', body, 'dlv', 0, 'upd', NOW)
+      redis.call('HDEL', rk, 'sus')  -- it ran to its end: not what killed a worker
       local countdown = tonumber(opt) or 0
       if countdown > 0 then
         redis.call('ZADD', P .. 'delayed', NOW + countdown, id)

@@ -25,6 +25,7 @@ from ..broker import parse_handed
 from ..exceptions import ContentDisallowed, DecodeError, EncodeError, TaskRevokedError, describe
 from ..execution import Outcome, execute
 from ..task import Context
+from .gate import Gate
 from .writer import Reporter, Writer
 
 if TYPE_CHECKING:
@@ -77,10 +78,14 @@ class Runtime:
         self._result_serializer = self.state.result_serializer
         #: Inbox keys of this process's consumers (a stop pushes a bare wake-up to each).
         self.inboxes: list[str] = []
+        #: With several consumers, lets a suspect task run alone in the process (gate.py).
+        self.gate: Gate | None = None
 
     def add_consumer(self) -> int:
         """Number a new consumer of this process; its inbox is ``w:<name>:in:<number>``."""
         self.inboxes.append(self.state.keys.inbox(self.name, len(self.inboxes)))
+        if len(self.inboxes) == 2:  # (every consumer is made before any of them runs)
+            self.gate = Gate()
         return len(self.inboxes) - 1
 
     def wake_consumers(self) -> None:
@@ -263,6 +268,15 @@ class Consumer:
         request = Context.from_dict(fields)
         if signals.task_received.receivers:  # checked here: the kwargs cost even if unsent
             signals.send(signals.task_received, task, request=request)
+        if rt.gate is None:
+            self._run(claimed, task, request, reporter)
+        else:
+            with rt.gate.enter(claimed.suspect):
+                self._run(claimed, task, request, reporter)
+
+    def _run(self, claimed: Claimed, task: Any, request: Context, reporter: Reporter) -> None:
+        """Run a decoded task and record its outcome (and send its callbacks)."""
+        rt, writer = self.rt, self.rt.writer
         writer.started(reporter)
         rt.current[claimed.id] = (threading.get_ident(), self)
         slot = rt.slot

@@ -366,3 +366,29 @@ def rate_limited(i):
     seconds, micros = r.time()
     r.rpush("rate:starts", seconds * 1000 + micros // 1000)
     return i
+
+
+# Tasks that count how many of them run at once in this worker process (test_dead_letters).
+_running = [0]
+
+
+@jobs.task(bind=True)
+def counted_gate(self, gate, timeout=10.0):
+    """Counted as running while it reports PROGRESS and waits on the Redis list ``gate``."""
+    _running[0] += 1
+    try:
+        self.progress(1, 2)
+        return bool(effects().blpop([gate], timeout=timeout))
+    finally:
+        _running[0] -= 1
+
+
+@jobs.task
+def counted_record(key):
+    """Append to the Redis list ``key`` how many counted tasks run in this process, itself
+    included."""
+    _running[0] += 1
+    try:
+        effects().rpush(key, _running[0])
+    finally:
+        _running[0] -= 1
