@@ -207,7 +207,8 @@ class Broker:
 
     def claim(self, client: redis.Redis, worker: str, n: int, queues: Sequence[str],
               writes: Sequence[Sequence[Any]] = (), inbox: int = 0,
-              idle: bool = False, seq: int | None = None
+              idle: bool = False, seq: int | None = None,
+              dropped: list[tuple[str, str, bool]] | None = None
               ) -> tuple[list[Claimed], bool, float | None]:
         """Apply ``writes`` and claim up to ``n`` tasks for ``worker``, in one round trip.
 
@@ -219,6 +220,8 @@ class Broker:
             again, and a task handed over since, before claiming more. Number claims 1, 2, 3...
             and reuse a number only when its reply (or that of a wait on the inbox after it) may
             have been lost. None: no record, no replay.
+        :param dropped: if given, gets ``(id, name, expired)`` of each task the claim found
+            revoked (while queued, or expired just now) and skipped.
         :returns: the claimed tasks (a suspect comes alone, flagged ``suspect``: run it with
             nothing else running in the process), whether to claim again at once (scan budget exhausted), and
             seconds until the next delayed task is due (None if none).
@@ -231,12 +234,16 @@ class Broker:
             args.extend(w)
         out = self._claim(args=args, client=client)
         count, more, next_due, handed = int(out[0]), bool(out[1]), int(out[2]), int(out[3])
-        claimed = [parse_handed(out[i]) for i in range(5, 5 + handed)]
-        for i in range(5 + handed, 5 + handed + count * 6, 6):
+        claimed = [parse_handed(out[i]) for i in range(6, 6 + handed)]
+        end = 6 + handed + count * 6
+        for i in range(6 + handed, end, 6):
             claimed.append(Claimed(out[i].decode(), int(out[i + 1]), int(out[i + 2]),
                                    out[i + 3].decode(), out[i + 4], out[i + 5].decode()))
         if out[4] == 1:  # a suspect, claimed alone
             claimed[-1].suspect = True
+        if dropped is not None:
+            for i in range(end, end + int(out[5]) * 3, 3):
+                dropped.append((out[i].decode(), out[i + 1].decode(), out[i + 2] == b"1"))
         return claimed, more, (next_due / 1000.0 if next_due >= 0 else None)
 
     def write(self, client: redis.Redis, worker: str, writes: Sequence[Sequence[Any]]) -> int:

@@ -15,6 +15,7 @@ from flask_jobs.worker.main import BackgroundWorker
 from tests.apps import basic
 from tests.apps.basic import CustomError
 from tests.conftest import wait_for
+from tests.worker_helpers import redis_ms
 
 
 class Recorder:
@@ -205,3 +206,41 @@ def test_worker_ready_and_shutdown_signals(app, jobs_redis):
         worker.stop()
     assert [kw for _, kw in shutdown.calls] == [{"hostname": "worker@sig"}]
     assert ready.calls[0][0] is shutdown.calls[0][0] is worker.worker
+
+
+def test_revoked_signal_for_tasks_skipped_at_claim(app, jobs_redis):
+    # Given a task revoked while queued and one that expired while queued
+    revoked = basic.add.delay(1, 1)
+    revoked.revoke()
+    expired = basic.add.apply_async((2, 2), expires=0.05)
+    exp = int(jobs_redis.hget(f"jobs:t:{expired.id}", "exp"))
+    wait_for(lambda: redis_ms(jobs_redis) > exp, message="expiry time to pass")
+    fresh = basic.add.delay(3, 3)
+    # When a worker reaches them
+    with listening(signals.task_revoked) as got, BackgroundWorker(app):
+        assert fresh.get(timeout=10) == 6
+        wait_for(lambda: len(got.calls) == 2, message="task_revoked twice")
+    # Expect task_revoked for each, as Celery sends it for a task it discards on receipt
+    calls = {kw["request"].id: (sender, kw) for sender, kw in got.calls}
+    for result, expired_flag in ((revoked, False), (expired, True)):
+        sender, kw = calls[result.id]
+        assert sender is basic.add and kw["request"].task == basic.add.name
+        assert (kw["terminated"], kw["expired"]) == (False, expired_flag)
+
+
+def test_revoked_signal_for_a_task_revoked_in_the_prefetch_buffer(app, jobs_redis):
+    # Given a worker that claimed two tasks at once and runs the first, which waits
+    first = basic.wait_gate.delay("go")
+    second = basic.add.delay(4, 4)
+    with listening(signals.task_revoked) as got, BackgroundWorker(app, prefetch=4):
+        wait_for(lambda: jobs_redis.hget(f"jobs:t:{second.id}", "att") == b"1",
+                 message="the second task to be claimed")
+        # When the second is revoked before it starts
+        second.revoke()
+        jobs_redis.rpush("go", "1")
+        assert first.get(timeout=10) == "1"
+        # Expect it skipped, with task_revoked
+        wait_for(lambda: got.for_task(second.id, key="request"), message="task_revoked")
+    assert second.state == "REVOKED"
+    [(sender, kw)] = got.for_task(second.id, key="request")
+    assert sender is basic.add and (kw["terminated"], kw["expired"]) == (False, False)

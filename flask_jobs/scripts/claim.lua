@@ -20,7 +20,9 @@
 -- enqueue.lua), then 6 fields per claimed task (returned again first): id, attempt, deliveries,
 -- ctype, body, name}. more = 1 when the scan budget ran out (e.g. a long run of expired tasks)
 -- and the caller should claim again at once instead of sleeping. next_due_ms = -1 when nothing
--- is delayed. suspect = 1 when the one task claimed is a suspect.
+-- is delayed. suspect = 1 when the one task claimed is a suspect. Then come 3 fields per task
+-- found revoked (while queued, or expired just now) and dropped: id, name, '1' if expired; their
+-- number is the header's sixth field, so the worker can send task_revoked for them.
 local worker, n, max_dlv = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, dead_ttl, slot, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[10])
 local seq = ARGV[9]
@@ -133,7 +135,12 @@ local function rate_ok(id, rk, name, slot)
   return false
 end
 
-local out = {0, 0, -1, #handed, 0}
+local out = {0, 0, -1, #handed, 0, 0}
+local dropped = {}
+local function drop(id, name, expired)
+  local k = #dropped
+  dropped[k + 1], dropped[k + 2], dropped[k + 3] = id, name or '', expired
+end
 for _, item in ipairs(handed) do out[#out + 1] = item end
 for _, v in ipairs(replayed) do out[#out + 1] = v end
 local claimed, more = 0, 0
@@ -159,12 +166,16 @@ for qi = 1, nq do
         dead_letter(id, '', 'record missing (deleted before it ran)', dead_ttl)
       elseif FINAL[state] then
         -- revoked while queued, or finished by an earlier delivery: nothing to run
+        if state == 'REVOKED' then
+          drop(id, f[5], '')
+        end
       elseif f[2] and tonumber(f[2]) <= NOW then
         redis.call('HSET', rk, 'state', 'REVOKED', 'reason', 'expired', 'done', NOW, 'upd', NOW)
         redis.call('HDEL', rk, 'body')
         redis.call('PEXPIRE', rk, ttl)
         redis.call('HINCRBY', P .. 'stats', 'expired', 1)
         publish(id, 'REVOKED')
+        drop(id, f[5], '1')
       elseif f[9] and (claimed > 0 or held > 0 or holds_suspect()) then
         -- a suspect runs alone: back to the front; this claim ends before it
         redis.call('RPUSH', lk, id)
@@ -213,7 +224,8 @@ end
 if seq ~= '' then
   redis.call('HSET', P .. 'w:' .. worker .. ':claims', slot, cjson.encode(returned))
 end
-out[1], out[2], out[5] = claimed + #replayed / 6, more, suspect
+out[1], out[2], out[5], out[6] = claimed + #replayed / 6, more, suspect, #dropped / 3
+for _, v in ipairs(dropped) do out[#out + 1] = v end
 if out[1] == 0 and more == 0 and #handed == 0 and ARGV[8] == '1' then
   -- Nothing to do: register as idle, atomically with finding every queue empty, so no task
   -- queued from now on can be missed (enqueue hands it over, or a wake token says look again).

@@ -169,16 +169,22 @@ class Consumer:
                 if not self.local:
                     writes = writer.collect(final=True)
                     sent = self.seq
+                    # (only parsed when somebody listens for task_revoked)
+                    dropped: list[tuple[str, str, bool]] | None = (
+                        [] if signals.task_revoked.receivers else None)
                     try:
                         claimed, more, due = broker.claim(self.client, rt.name, rt.prefetch,
                                                           rt.queues, writes, self.number,
-                                                          idle=not rt.stopping, seq=sent)
+                                                          idle=not rt.stopping, seq=sent,
+                                                          dropped=dropped)
                     except BaseException:
                         # (seq unchanged: if Redis ran it, the next claim returns its tasks)
                         writer.putback(writes)
                         raise
                     self.seq = sent + 1
                     backoff = 0.0
+                    for task_id, name, expired in dropped or ():
+                        self._revoked(task_id, name, expired)
                     if not claimed:
                         if not more and (due is None or due > 0.002):
                             handed = self._wait(wait_keys,
@@ -232,6 +238,7 @@ class Consumer:
         if claimed.id in rt.revoked:
             writer.finished(reporter, Outcome(states.REVOKED, describe(TaskRevokedError(
                 "revoked"))))
+            self._revoked(claimed.id, claimed.name, False)
             return
         try:
             body = rt.state.codecs.loads(claimed.body, claimed.ctype)
@@ -306,6 +313,19 @@ class Consumer:
             self._callbacks(request.link_error, (request.id,))
         if outcome.state in (states.FAILURE, states.REVOKED) and request.link:
             self._fail_chain(request.link, outcome)
+
+    def _revoked(self, task_id: str, name: str, expired: bool) -> None:
+        """Send ``task_revoked`` for a task skipped without running (revoked or expired).
+
+        Its message is gone (or was never decoded), so the request carries only the id and the
+        task name, as Celery's does for a task it discards on receipt.
+        """
+        task = self.rt.jobs.tasks.get(name)
+        if task is not None and signals.task_revoked.receivers:
+            request = Context.from_dict({"id": task_id, "task": name, "called_directly": False,
+                                         "hostname": self.rt.hostname})
+            signals.send(signals.task_revoked, task, request=request, terminated=False,
+                         expired=expired)
 
     def _fail_chain(self, sigs: list[dict[str, Any]], outcome: Outcome) -> None:
         """The rest of a chain will never be sent: record this outcome under its ids (Celery
