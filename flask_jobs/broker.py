@@ -79,6 +79,7 @@ class Broker:
         self._reap = client.register_script(script_source("reap"))
         self._revoke = client.register_script(script_source("revoke"))
         self._fail_links = client.register_script(script_source("fail_links"))
+        self._placeholders = client.register_script(script_source("placeholders"))
 
     # -- producer side -----------------------------------------------------------------------
 
@@ -190,6 +191,16 @@ class Broker:
             return 0
         return int(self._fail_links(args=[self.base, self.state.result_ttl_ms, state, result,
                                           traceback, *task_ids]))
+
+    def placeholders(self, tasks: Sequence[tuple[str, str]], owner: str = "") -> int:
+        """Write PENDING records for a chain's later tasks, ``(id, name)`` each, before its
+        first task is sent (see ``scripts/placeholders.lua``); returns how many were written."""
+        if not tasks:
+            return 0
+        args: list[Any] = [self.base, self.state.result_ttl_ms, owner]
+        for task_id, name in tasks:
+            args.extend((task_id, name))
+        return int(self._placeholders(args=args))
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
         """Write a state and meta to an existing record, without fencing."""

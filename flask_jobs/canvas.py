@@ -223,15 +223,24 @@ class chain:  # noqa: N801 - Celery's name
         if jobs.state().eager:
             return self.apply(args, kwargs, **options)
         ids = [str(uuid.uuid4()) for _ in self.tasks]
+        owner = options.get("owner")
         # Build from the end: each signature links to the next, with its id fixed in advance.
+        # The owner goes with every task, so the chain's status URL (its last task's) obeys it.
         linked: Signature | None = None
         for sig, task_id in zip(reversed(self.tasks), reversed(ids), strict=True):
             opts = {**sig.options, "task_id": task_id}
+            if owner is not None and task_id != ids[0]:  # (the first gets it from options)
+                opts.setdefault("owner", owner)
             if linked is not None:
                 opts["link"] = linked
             linked = Signature(sig.name, sig.args, sig.kwargs, opts, app=sig._app,
                                immutable=sig.immutable)
         assert linked is not None
+        # The later tasks read PENDING from now on, not "unknown" until the chain gets there
+        # (one round trip before the first send; they expire like results if it never does).
+        jobs.state().broker.placeholders(
+            [(task_id, sig.name) for sig, task_id in zip(self.tasks[1:], ids[1:], strict=True)],
+            "" if owner is None else str(owner))
         linked.apply_async(args, kwargs, **options)
         result: AsyncResult | None = None
         for sig, task_id in zip(self.tasks, ids, strict=True):

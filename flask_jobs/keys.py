@@ -12,7 +12,9 @@ key                            type     what it holds, and when it goes away
                                         ``result`` (result or meta), ``tb``, ``st`` (started),
                                         ``done``, ``upd``, ``exp``, ``owner``, ``reason``, ``sus``
                                         (a suspect: held by a worker that died holding several
-                                        tasks; claimed and run alone). Written at
+                                        tasks; claimed and run alone), ``ph`` (a placeholder for a
+                                        chain's later task: no message, expires like a result;
+                                        replaced when the task is sent). Written at
                                         enqueue with no expiry (it holds the message while the task
                                         waits); expires :data:`JOBS_RESULT_EXPIRES` after its final
                                         state.

@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from flask_jobs import GroupResult, Signature, chain, group, signature
-from flask_jobs.exceptions import EncodeError
+from flask_jobs.exceptions import EncodeError, TaskRevokedError
+from flask_jobs.worker.main import BackgroundWorker
 from tests.apps import basic
 from tests.apps import basic as tasks
 from tests.apps.basic import CustomError
@@ -220,6 +221,53 @@ def test_canvas_in_eager_mode(app, jobs_eager, jobs_redis):
     assert group(basic.add.s(i, i) for i in range(3))().get() == [0, 2, 4]
     assert chain(basic.add.s(2, 2), basic.add.s(5), basic.mul.s(8))().get() == 72
     assert stored_keys(jobs_redis) == []
+
+
+def test_chain_status_reads_pending_before_the_chain_gets_there(app, jobs_redis):
+    # Given a chain sent while no worker runs: only its first task is queued
+    result = chain(basic.add.s(2, 2), basic.add.s(4), basic.mul.s(8))()
+    # Expect its status URL (its last task's) to say PENDING, not unknown (404), at once
+    client = app.test_client()
+    for r in (result, result.parent):
+        resp = client.get(f"/jobs/status/{r.id}")
+        assert resp.status_code == 200 and resp.get_json()["state"] == "PENDING"
+    assert app.extensions["jobs"].broker.queue_length("default") == 1
+    # When a worker runs it, Expect the placeholders replaced by the real tasks
+    with BackgroundWorker(app):
+        assert result.get(timeout=10) == 64
+    assert client.get(f"/jobs/status/{result.id}").get_json()["state"] == "SUCCESS"
+    assert jobs_redis.hget(f"jobs:t:{result.id}", "ph") is None
+
+
+def test_chain_result_revoked_before_the_chain_gets_there_never_runs(app, jobs_redis):
+    result = chain(basic.add.s(1, 1), basic.add.s(1), basic.record.s(key="never"))()
+    result.revoke()
+    assert result.state == "REVOKED"
+    with BackgroundWorker(app):
+        assert result.parent.get(timeout=10) == 3
+        with pytest.raises(TaskRevokedError):
+            result.get(timeout=10)
+    assert jobs_redis.lrange("never", 0, -1) == []
+
+
+def test_chain_task_revoked_before_the_chain_gets_there_ends_the_chain(app, jobs_redis):
+    # Given a chain whose middle task is revoked before the chain gets to it
+    result = chain(basic.add.s(1, 1), basic.record.s(key="never"), basic.record.s(key="never"))()
+    result.parent.revoke()
+    # Expect the tasks after it never to run, and waiting on the chain to raise, not hang
+    with BackgroundWorker(app):
+        assert result.parent.parent.get(timeout=10) == 2
+        with pytest.raises(TaskRevokedError):
+            result.get(timeout=10)
+    assert result.parent.state == result.state == "REVOKED"
+    assert jobs_redis.lrange("never", 0, -1) == []
+
+
+def test_chain_placeholders_expire_like_results(app, jobs_redis):
+    result = chain(basic.add.s(1, 1), basic.add.s(1))()
+    ttl = jobs_redis.pttl(f"jobs:t:{result.id}")
+    assert 0 < ttl <= app.config["JOBS_RESULT_EXPIRES"] * 1000
+    assert jobs_redis.pttl(f"jobs:t:{result.parent.id}") == -1  # the queued one holds a message
 
 
 def test_chain_link_with_wrong_arguments_fails_the_chain(app, jobs_worker):

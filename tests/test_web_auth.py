@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask, abort, request
 
-from flask_jobs import AsyncResult, GroupResult, Jobs, group
+from flask_jobs import AsyncResult, GroupResult, Jobs, chain, group
 from tests.apps import basic
 
 
@@ -44,6 +44,13 @@ def test_owner_can_read_others_cannot(owned_app: Flask) -> None:
         body = resp.get_json()
         assert body["http_status"] == 403 and body["error"]["type"] == "Forbidden"
         assert "state" not in body and "result" not in body
+
+
+def test_owner_rule_covers_a_chain_before_it_gets_to_its_last_task(owned_app: Flask) -> None:
+    # A chain's status URL is its last task's, which is sent only when the chain gets there
+    r = chain(basic.add.s(1, 2), basic.add.s(3)).apply_async(owner="alice")
+    assert get(owned_app, f"/jobs/status/{r.id}", "alice").get_json()["state"] == "PENDING"
+    assert get(owned_app, f"/jobs/status/{r.id}", "bob").status_code == 403
 
 
 def test_owner_rule_covers_events_and_revoke(owned_app: Flask) -> None:

@@ -7,7 +7,9 @@
 --   count, then 3 fields per task: id, shape number (1-based), body
 -- A checked id whose record is still live (not final) is skipped, so a retried request that
 -- reuses its task_id, or a resend after a lost reply, does not queue the task twice. Random ids
--- skip that check. Key names mirror flask_jobs/keys.py.
+-- skip that check. A checked id with a placeholder record (a chain's later task, see
+-- placeholders.lua) replaces it, unless it was revoked or failed meanwhile: then it is skipped.
+-- Key names mirror flask_jobs/keys.py.
 -- A task due now whose queue has an idle consumer (registered by claim.lua) is handed straight
 -- to that consumer's inbox, already claimed for it, so it starts without a claim round trip.
 -- Inbox payload: "<attempt> <deliveries> <#id> <#ctype> <#name>\n" .. id .. ctype .. name .. body
@@ -74,8 +76,16 @@ for k = 0, n - 1 do
   local rk = P .. 't:' .. id
   local fresh = true
   if sh.check then
-    local cur = redis.call('HGET', rk, 'state')
-    if cur and not FINAL[cur] then fresh = false elseif cur then redis.call('DEL', rk) end
+    local cur = redis.call('HMGET', rk, 'state', 'ph')
+    if cur[2] then
+      -- a placeholder written when its chain was sent (placeholders.lua): replaced, unless it
+      -- was revoked or failed before the chain got here
+      if cur[1] == 'PENDING' then redis.call('DEL', rk) else fresh = false end
+    elseif cur[1] and not FINAL[cur[1]] then
+      fresh = false
+    elseif cur[1] then
+      redis.call('DEL', rk)
+    end
   end
   if fresh then
     local queue, delay = sh.queue, sh.delay

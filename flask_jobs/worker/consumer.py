@@ -349,7 +349,16 @@ class Consumer:
             for sig in sigs:
                 try:
                     s = signature(sig, app=self.rt.jobs)
-                    (s if s.get("immutable") else s.clone(args=args)).apply_async()
+                    sent = (s if s.get("immutable") else s.clone(args=args)).apply_async()
+                    following = s.options.get("link")
+                    if following and s.options.get("task_id") and \
+                            sent.state == states.REVOKED:
+                        # A chain's task revoked before the chain got to it was not sent (see
+                        # placeholders.lua): the tasks after it never will be either.
+                        self._fail_chain(following if isinstance(following, list) else
+                                         [following], Outcome(states.REVOKED, describe(
+                                             TaskRevokedError("an earlier task of its chain "
+                                                              "was revoked"))))
                 except Exception as exc:
                     log.exception("Could not send callback %r", sig)
                     # A chain link that cannot be sent (e.g. wrong arguments) fails as it would
