@@ -65,6 +65,7 @@ class CeleryAdapter(Adapter):
         return [
             WorkerConfig("2 x -P solo", [_worker("-P", "solo", name=f"bench{i}") for i in (1, 2)]),
             WorkerConfig("-P prefork -c 2", [_worker("-P", "prefork", "-c", "2")]),
+            WorkerConfig("-P prefork -c 4", [_worker("-P", "prefork", "-c", "4")]),
         ]
 
 

@@ -50,6 +50,7 @@ class HueyAdapter(Adapter):
     def multi_workers(self) -> list[WorkerConfig]:
         return [
             WorkerConfig("-w 2 -k process", [_consumer(2, "process")]),
+            WorkerConfig("-w 4 -k process", [_consumer(4, "process")]),
             WorkerConfig("-w 4 -k thread", [_consumer(4, "thread")]),
             WorkerConfig("2 x (-w 1 -k thread)", [_consumer(1, "thread")] * 2),
         ]

@@ -75,6 +75,7 @@ class RQAdapter(Adapter):
         return [
             WorkerConfig("2 x SimpleWorker", [list(simple) for _ in range(2)]),
             WorkerConfig("3 x SimpleWorker", [list(simple) for _ in range(3)]),
+            WorkerConfig("4 x SimpleWorker", [list(simple) for _ in range(4)]),
         ]
 
 
