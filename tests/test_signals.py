@@ -232,11 +232,14 @@ def test_revoked_signal_for_a_task_revoked_in_the_prefetch_buffer(app, jobs_redi
     # Given a worker that claimed two tasks at once and runs the first, which waits
     first = basic.wait_gate.delay("go")
     second = basic.add.delay(4, 4)
-    with listening(signals.task_revoked) as got, BackgroundWorker(app, prefetch=4):
+    with listening(signals.task_revoked) as got, BackgroundWorker(app, prefetch=4) as worker:
         wait_for(lambda: jobs_redis.hget(f"jobs:t:{second.id}", "att") == b"1",
                  message="the second task to be claimed")
-        # When the second is revoked before it starts
+        # When the second is revoked before it starts (and the worker heard the broadcast)
+        wait_for(lambda: jobs_redis.pubsub_numsub("jobs:control")[0][1] >= 1,
+                 message="the worker to listen for broadcasts")
         second.revoke()
+        wait_for(lambda: second.id in worker.runtime.revoked, message="the revoke broadcast")
         jobs_redis.rpush("go", "1")
         assert first.get(timeout=10) == "1"
         # Expect it skipped, with task_revoked
