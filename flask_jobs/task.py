@@ -101,20 +101,43 @@ def new_task_ids(n: int) -> list[str]:
             for i in range(0, 32 * n, 32)]
 
 
-def _seconds_until(when: dt.datetime) -> float:
+def _seconds(option: str, value: Any) -> float:
+    """A finite number of seconds, or a clear error naming the option."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if seconds == seconds and abs(seconds) != float("inf"):
+            return seconds
+    raise TypeError(f"{option} must be a finite number of seconds (or a timedelta), "
+                    f"not {value!r}")
+
+
+def _datetime(option: str, value: Any) -> dt.datetime:
+    """A datetime from a datetime or an ISO 8601 string (Celery takes both)."""
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise TypeError(f"{option} must be a datetime or an ISO 8601 string, not {value!r}")
+
+
+def _seconds_until(when: Any, option: str = "eta") -> float:
+    when = _datetime(option, when)
     if when.tzinfo is None:  # naive datetimes are UTC, as in Celery with enable_utc
         when = when.replace(tzinfo=_UTC)
     return (when - dt.datetime.now(_UTC)).total_seconds()
 
 
-def _expires_seconds(expires: float | dt.datetime | dt.timedelta | None) -> float | None:
+def _expires_seconds(expires: float | dt.datetime | dt.timedelta | str | None) -> float | None:
     if expires is None:
         return None
-    if isinstance(expires, dt.datetime):
-        return _seconds_until(expires)
-    if isinstance(expires, dt.timedelta):
-        return expires.total_seconds()
-    return float(expires)
+    if isinstance(expires, (dt.datetime, str)):
+        return _seconds_until(expires, "expires")
+    return _seconds("expires", expires)
 
 
 def build_message(
@@ -153,8 +176,18 @@ def build_message(
     """
     if unknown:
         raise TypeError(f"apply_async() got unexpected options: {', '.join(sorted(unknown))}")
-    args = list(args) if args is not None else []
-    kwargs = dict(kwargs) if kwargs else {}
+    if args is None:
+        args = []
+    elif isinstance(args, (list, tuple)):
+        args = list(args)
+    else:  # a string would be split into letters, a dict into its keys
+        raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
+    if not kwargs:
+        kwargs = {}
+    elif isinstance(kwargs, dict):
+        kwargs = dict(kwargs)
+    else:
+        raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
     if not validated and task is not None and task._signature is not None and not (
             # Common case first: plain positional parameters, no keywords, exact count.
             not kwargs and len(args) == task._plain_arity):
@@ -174,10 +207,10 @@ def build_message(
         body["retries"] = retries
     delay = 0.0
     if countdown is not None:
-        delay = float(countdown)
+        delay = _seconds("countdown", countdown)
     elif eta is not None:
         delay = _seconds_until(eta)
-        body["eta"] = eta.isoformat()
+        body["eta"] = _datetime("eta", eta).isoformat()
     if task is not None and expires is None:
         expires = task.expires
     expires_s = _expires_seconds(expires)
@@ -187,6 +220,8 @@ def build_message(
     else:
         expires_ms = 0
     if headers:
+        if not isinstance(headers, dict):
+            raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
         body["headers"] = headers
     if link is not None:
         body["link"] = _signature_list(link)
@@ -199,9 +234,9 @@ def build_message(
     if root_id:
         body["root_id"] = root_id
     if time_limit is not None:
-        body["time_limit"] = float(time_limit)
+        body["time_limit"] = _seconds("time_limit", time_limit)
     if soft_time_limit is not None:
-        body["soft_time_limit"] = float(soft_time_limit)
+        body["soft_time_limit"] = _seconds("soft_time_limit", soft_time_limit)
     if ignore_result is not None:
         body["ignore_result"] = bool(ignore_result)
     if owner is not None:
@@ -222,8 +257,11 @@ def build_message(
     if priority is None:
         priority = task.priority if task is not None and task.priority is not None else (
             state.default_priority)
-    if not 0 <= int(priority) <= 9:
-        raise ValueError(f"priority must be between 0 and 9 (9 runs first), not {priority!r}")
+    if not (isinstance(priority, int) and not isinstance(priority, bool) and 0 <= priority <= 9):
+        raise ValueError(f"priority must be an integer between 0 and 9 (9 runs first), "
+                         f"not {priority!r}")
+    if queue is not None and not isinstance(queue, str):
+        raise TypeError(f"queue must be a queue name (str), not {queue!r}")
     return Message(
         task_id,
         queue or state.route(name, task),
@@ -527,7 +565,7 @@ class Task:
             )
         if countdown is None:
             countdown = _seconds_until(eta) if eta is not None else self.default_retry_delay
-        retry = Retry(exc=exc, when=max(0.0, float(countdown)))
+        retry = Retry(exc=exc, when=max(0.0, _seconds("countdown", countdown)))
         retry.args_override = None if args is None else list(args)  # type: ignore[attr-defined]
         retry.kwargs_override = None if kwargs is None else dict(kwargs)  # type: ignore[attr-defined]
         if throw:

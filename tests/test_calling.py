@@ -145,6 +145,37 @@ def test_bad_priority(app, jobs_redis):
     assert stored_keys(jobs_redis) == []
 
 
+@pytest.mark.parametrize("options, error, message", [
+    ({"countdown": "abc"}, TypeError, "countdown must be a finite number of seconds"),
+    ({"countdown": float("nan")}, TypeError, "countdown must be a finite number"),
+    ({"countdown": float("inf")}, TypeError, "countdown must be a finite number"),
+    ({"expires": "soon"}, TypeError, "expires must be a datetime or an ISO 8601 string"),
+    ({"eta": 12}, TypeError, "eta must be a datetime or an ISO 8601 string"),
+    ({"eta": "tomorrow"}, TypeError, "eta must be a datetime or an ISO 8601 string"),
+    ({"time_limit": "x"}, TypeError, "time_limit must be a finite number"),
+    ({"priority": "high"}, ValueError, "priority must be an integer between 0 and 9"),
+    ({"priority": 1.5}, ValueError, "priority must be an integer between 0 and 9"),
+    ({"queue": 5}, TypeError, "queue must be a queue name"),
+    ({"headers": [1, 2]}, TypeError, "headers must be a dict"),
+    ({"args": "ab"}, TypeError, "args must be a list or tuple, not str"),
+    ({"kwargs": [("x", 1)]}, TypeError, "kwargs must be a dict, not list"),
+], ids=lambda v: str(v)[:30])
+def test_bad_call_options_raise_clear_errors_and_queue_nothing(app, jobs_redis, options, error,
+                                                               message):
+    call = {"args": (1, 2), **options}
+    with pytest.raises(error, match=message):
+        basic.add.apply_async(**call)
+    assert stored_keys(jobs_redis) == []
+
+
+def test_eta_and_expires_take_iso_strings_as_in_celery(app, jobs_redis):
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)).isoformat()
+    t0 = redis_ms(jobs_redis)
+    result = basic.add.apply_async((1, 1), eta=soon, expires=soon)
+    assert 55_000 <= jobs_redis.zscore("jobs:delayed", result.id) - t0 <= 65_000
+    assert 55_000 <= int(jobs_redis.hget(f"jobs:t:{result.id}", "exp")) - t0 <= 65_000
+
+
 def test_custom_task_id(app, jobs_worker):
     result = basic.request_info.apply_async(task_id="my-own-id")
     assert result.id == "my-own-id"
