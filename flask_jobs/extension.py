@@ -15,6 +15,7 @@ from flask import Flask, current_app, has_app_context
 
 from . import keys as _keys
 from .broker import Broker
+from .config import check_config
 from .exceptions import ImproperlyConfigured, NotRegistered
 from .result import AsyncResult, GroupResult
 from .serialization import Codecs
@@ -77,6 +78,7 @@ class JobsState:
         self.jobs = jobs
         self.app = app
         c = app.config
+        check_config(c)
         self.config = c
         self.keys = _keys.Keys(c["JOBS_KEY_PREFIX"])
         self.codecs = Codecs(c["JOBS_ACCEPT_CONTENT"])

@@ -169,7 +169,7 @@ def test_bad_call_options_raise_clear_errors_and_queue_nothing(app, jobs_redis, 
 
 
 def test_eta_and_expires_take_iso_strings_as_in_celery(app, jobs_redis):
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)).isoformat()
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
     t0 = redis_ms(jobs_redis)
     result = basic.add.apply_async((1, 1), eta=soon, expires=soon)
     assert 55_000 <= jobs_redis.zscore("jobs:delayed", result.id) - t0 <= 65_000

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import pytest
 from flask import Flask
 
@@ -239,3 +242,36 @@ def test_default_queue_and_priority_config(jobs_redis_url, jobs_redis):
         with BackgroundWorker(app) as worker:
             assert worker.worker.queues == ["main"]
             assert result.get(timeout=10) == 3
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("JOBS_ORPHAN_TIMEOUT", "abc", "a number of seconds"),
+    ("JOBS_ORPHAN_TIMEOUT", 0, "above 0"),
+    ("JOBS_RESULT_EXPIRES", "1 day", "a number of seconds"),
+    ("JOBS_PROGRESS_INTERVAL", -1, "of 0 or more"),
+    ("JOBS_MAX_DELIVERIES", 0, "a whole number of 1 or more"),
+    ("JOBS_WORKER_CONCURRENCY", 2.5, "a whole number of 1 or more (or None)"),
+    ("JOBS_TASK_DEFAULT_PRIORITY", 10, "a whole number from 0 to 9"),
+    ("JOBS_KEY_PREFIX", "", "a non-empty string"),
+    ("JOBS_TASK_DEFAULT_QUEUE", None, "a non-empty string"),
+    ("JOBS_ACCEPT_CONTENT", "json", "a list of content types"),
+    ("JOBS_TASK_ROUTES", [1], "a dict of task name"),
+    ("JOBS_URL_PREFIX", "jobs", "a URL path starting with '/'"),
+    ("JOBS_BROKER_URL", "http://localhost", "a Redis URL"),
+    ("JOBS_BROKER_BUSY_POLL", "fast", "microseconds"),
+])
+def test_bad_config_stops_init_app_naming_the_key(key, value, expected):
+    app = Flask(__name__)
+    app.config["JOBS_BROKER_URL"] = "redis://localhost:6379/0"
+    app.config[key] = value
+    with pytest.raises(ImproperlyConfigured, match=f"^{key} must be .*{re.escape(expected)}"):
+        Jobs(app)
+    assert "jobs" not in app.extensions
+
+
+def test_config_numbers_may_be_numeric_strings_or_timedeltas():
+    app = Flask(__name__)
+    app.config.update(JOBS_BROKER_URL="redis://localhost:6379/0", JOBS_ORPHAN_TIMEOUT="12.5",
+                      JOBS_RESULT_EXPIRES=dt.timedelta(hours=1), JOBS_MAX_DELIVERIES="3")
+    state = Jobs(app).state(app)
+    assert (state.orphan_timeout, state.result_ttl_ms, state.max_deliveries) == (12.5, 3_600_000, 3)
