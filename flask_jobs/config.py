@@ -76,7 +76,8 @@ def check_config(config: Mapping[str, Any]) -> None:
         if not isinstance(value, str) or not value.strip():
             raise _fail(key, value, "a non-empty string")
     poll = config["JOBS_BROKER_BUSY_POLL"]
-    if poll is not None and (_number(poll) is None or _number(poll) < 0):  # type: ignore[operator]
+    micros = 0.0 if poll is None else _number(poll)
+    if micros is None or micros < 0:
         raise _fail("JOBS_BROKER_BUSY_POLL", poll, "microseconds, 0 or more (0 or None: off)")
     prefix = config["JOBS_URL_PREFIX"]
     if not isinstance(prefix, str) or not prefix.startswith("/"):

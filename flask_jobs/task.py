@@ -209,8 +209,9 @@ def build_message(
     if countdown is not None:
         delay = _seconds("countdown", countdown)
     elif eta is not None:
-        delay = _seconds_until(eta)
-        body["eta"] = _datetime("eta", eta).isoformat()
+        when = _datetime("eta", eta)
+        delay = _seconds_until(when)
+        body["eta"] = when.isoformat()
     if task is not None and expires is None:
         expires = task.expires
     expires_s = _expires_seconds(expires)
