@@ -32,9 +32,19 @@ def test_revoked_queued_and_delayed_tasks_never_run(app, jobs_redis, worker_proc
     assert field(jobs_redis, queued.id, "reason") == "revoked"
 
 
-def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process):
-    # Given a solo worker running a task with another one claimed in its buffer
-    worker_process("-P", "solo", "--prefetch", "2")
+# One consumer each, so the revoked task waits in the buffer of the one that runs the blocker.
+BUFFER_POOLS = [
+    pytest.param(["-P", "solo"], id="solo"),
+    pytest.param(["-P", "threads", "-c", "1"], id="threads"),
+    pytest.param(["-P", "prefork", "-c", "1"], id="prefork"),
+    pytest.param(["-P", "gevent", "-c", "1"], id="gevent"),
+]
+
+
+@pytest.mark.parametrize("pool", BUFFER_POOLS)
+def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process, pool):
+    # Given a worker running a task with another one claimed in its buffer
+    worker_process(*pool, "--prefetch", "2")
     # (an idle worker is handed one task at enqueue; the next claim of a busy one takes two)
     blocker = basic.sleep_and_record.delay(0.3)
     wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the blocker to start")
@@ -48,6 +58,53 @@ def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process):
     wait_for(lambda: not active_entries(jobs_redis), 10, "the worker to settle")
     assert second.state == "REVOKED"
     assert [s[0] for s in starts(jobs_redis)] == [blocker.id, first.id]
+
+
+@pytest.mark.parametrize("pool", BUFFER_POOLS)
+def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, worker_process,
+                                                               pool):
+    # Given a worker running a task with another one claimed in its buffer
+    w = worker_process(*pool, "--prefetch", "2")
+    basic.hold_until_released.delay("gate:1")
+    wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the first task to start")
+    second, victim = group(basic.hold_until_released.s("gate:2"),
+                           basic.sleep_and_record.s(0)).apply_async()
+    jobs_redis.rpush("gate:1", 1)
+    wait_for(lambda: len(starts(jobs_redis)) == 2, 10, "the second task to start")
+    assert victim.id in next(iter(active_entries(jobs_redis).values()))
+    # When its subscription to broadcasts is cut, and the buffered task is revoked meanwhile
+    # (the broadcast reaches nobody: the worker waits before it subscribes again)
+    jobs_redis.client_kill_filter(_type="pubsub")
+    victim.revoke()
+    wait_for(lambda: "Subscribed to broadcasts again" in w.output(), 10, "a new subscription")
+    jobs_redis.rpush("gate:2", 1)
+    # Expect the revoked task never to start and the running one to finish normally
+    assert second.get(timeout=10) is True
+    wait_for(lambda: not active_entries(jobs_redis), 10, "the worker to settle")
+    assert victim.state == "REVOKED"
+    assert victim.id not in [s[0] for s in starts(jobs_redis)]
+    assert w.proc.poll() is None
+
+
+def test_claim_answered_across_a_new_subscription_checks_its_tasks(app, jobs_redis):
+    # Given a consumer whose claim was sent before a (re)subscription and answered after it,
+    # with one of the claimed tasks revoked before that subscription (so never heard of)
+    from flask_jobs.broker import Claimed
+    from flask_jobs.worker.consumer import Consumer, Runtime
+
+    rt = Runtime(app, "w-test", "worker@test", ["default"], 4)
+    consumer = Consumer(rt)
+    kept, revoked = basic.add.delay(1, 2), basic.add.delay(3, 4)
+    revoked.revoke()
+    claimed = [Claimed(r.id, 1, 1, "json", b"{}", basic.add.name) for r in (kept, revoked)]
+    epoch = rt.listen_epoch
+    # When the claim is answered in the same epoch, nothing is read; across one, it is checked
+    consumer._check_missed_revokes(epoch, claimed)
+    assert rt.revoked == set()
+    rt.on_listen(jobs_redis)
+    consumer._check_missed_revokes(epoch, claimed)
+    # Expect only the revoked one to be skipped when its turn comes
+    assert rt.revoked == {revoked.id}
 
 
 # One consumer each, so the worker can run another task only once the long one is stopped.

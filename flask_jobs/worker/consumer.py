@@ -69,6 +69,11 @@ class Runtime:
         self.current: dict[str, tuple[int, Consumer]] = {}
         #: Ids revoked by broadcast: skipped if they are in a prefetch buffer.
         self.revoked: set[str] = set()
+        #: Counts confirmations of our broadcast subscription (see :meth:`on_listen`); a claim
+        #: answered across one checks its tasks (Consumer.run).
+        self.listen_epoch = 0
+        #: This process's consumers, whose prefetch buffers :meth:`on_listen` checks.
+        self.consumers: list[Consumer] = []
         self.tasks_done = 0
         #: The prefork slot shared with the parent (children only).
         self.slot: Any = None
@@ -81,12 +86,61 @@ class Runtime:
         #: With several consumers, lets a suspect task run alone in the process (gate.py).
         self.gate: Gate | None = None
 
-    def add_consumer(self) -> int:
+    def add_consumer(self, consumer: Consumer) -> int:
         """Number a new consumer of this process; its inbox is ``w:<name>:in:<number>``."""
+        self.consumers.append(consumer)
         self.inboxes.append(self.state.keys.inbox(self.name, len(self.inboxes)))
         if len(self.inboxes) == 2:  # (every consumer is made before any of them runs)
             self.gate = Gate()
         return len(self.inboxes) - 1
+
+    def note_revoked(self, task_id: str) -> None:
+        """Remember a revoked id, so a prefetch buffer holding it skips it."""
+        if len(self.revoked) > 50_000:  # bounded: old ids have long left every buffer
+            self.revoked.clear()
+        self.revoked.add(task_id)
+
+    def on_listen(self, client: redis.Redis) -> None:
+        """Our broadcast subscription was just confirmed (at start, or after a lost one).
+
+        A revoke published before that was not heard, so read the records of every task in a
+        prefetch buffer and note those revoked. The epoch moves first: a claim whose reply
+        lands in a buffer after the buffers are read saw it move, and checks its own tasks.
+        """
+        self.listen_epoch += 1
+        buffered = [c.id for consumer in self.consumers for c in list(consumer.local)]
+        revoked = self.check_revoked(client, buffered)
+        if self.listen_epoch > 1:
+            log.info("Subscribed to broadcasts again; %d prefetched task(s) checked, %d of them "
+                     "revoked meanwhile", len(buffered), len(revoked))
+
+    def check_revoked(self, client: redis.Redis, task_ids: list[str]) -> list[str]:
+        """Note which of ``task_ids`` are REVOKED in their records (one round trip); returns
+        those."""
+        if not task_ids:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hget(self.state.keys.task(task_id), "state")
+        revoked = [task_id for task_id, value in zip(task_ids, pipe.execute(), strict=True)
+                   if value == b"REVOKED"]
+        for task_id in revoked:
+            self.note_revoked(task_id)
+        return revoked
+
+    def wait_listening(self, timeout: float) -> bool:
+        """Wait until the first subscription was confirmed, so no task starts before a revoke
+        can be heard; False if it was not within ``timeout`` seconds. (A short sleep loop, not
+        an Event: the confirmation may come from another OS thread under gevent.)"""
+        deadline = time.monotonic() + timeout
+        while self.listen_epoch == 0:
+            if time.monotonic() >= deadline:
+                log.warning("Not subscribed to broadcasts after %.0fs; starting anyway (a task "
+                            "revoked before the subscription is checked once it is made)",
+                            timeout)
+                return False
+            time.sleep(0.002)
+        return True
 
     def wake_consumers(self) -> None:
         """Wake this process's idle consumers (blocked on their inboxes), e.g. to stop."""
@@ -146,7 +200,7 @@ class Consumer:
         #: The number of the next claim; reused (not incremented) while a reply may be lost.
         self.seq = 1
         #: This consumer's inbox: tasks handed over at enqueue while it is idle.
-        self.number = runtime.add_consumer()
+        self.number = runtime.add_consumer(self)
         self.inbox = runtime.inboxes[self.number]
         #: The greenlet running this consumer under the gevent pool (for terminate), else None.
         self.greenlet: Any = None
@@ -169,6 +223,7 @@ class Consumer:
                 if not self.local:
                     writes = writer.collect(final=True)
                     sent = self.seq
+                    epoch = rt.listen_epoch
                     # (only parsed when somebody listens for task_revoked)
                     dropped: list[tuple[str, str, bool]] | None = (
                         [] if signals.task_revoked.receivers else None)
@@ -192,8 +247,10 @@ class Consumer:
                                                 sent)
                             if handed is not None:
                                 self.local.append(handed)
+                                self._check_missed_revokes(epoch, [handed])
                         continue
                     self.local.extend(claimed)
+                    self._check_missed_revokes(epoch, claimed)
                 self.run_one(self.local.popleft())
                 if rt.max_tasks and rt.tasks_done >= rt.max_tasks:
                     rt.stop_event.set()
@@ -207,6 +264,11 @@ class Consumer:
         for claimed in self.local:  # prefetched, never started: back to the front of the queue
             writer.add(("L", claimed.id, claimed.attempt, "", "", "", "", "", ""))
         self.local.clear()
+
+    def _check_missed_revokes(self, epoch: int, claimed: list[Claimed]) -> None:
+        """Tasks claimed across a (re)subscription: a revoke may have gone unheard."""
+        if epoch != self.rt.listen_epoch:
+            self.rt.check_revoked(self.client, [c.id for c in claimed])
 
     def _wait(self, keys: list[str], timeout: float, last: int) -> Claimed | None:
         """Block until a task is handed to our inbox (returned) or a queue's wake token.

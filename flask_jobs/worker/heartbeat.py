@@ -7,7 +7,6 @@ they run, and a dead one's tasks come back after :data:`JOBS_ORPHAN_TIMEOUT`.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,6 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
+
+from .control import ControlChannel
 
 if TYPE_CHECKING:
     from ..extension import JobsState
@@ -26,16 +27,20 @@ class Heartbeat(threading.Thread):
     """Renew heartbeats of ``identities()`` every quarter orphan timeout; reap; listen.
 
     :param on_control: called with each broadcast command (a dict), e.g. revoke.
+    :param on_listen: called with the heartbeat's client each time the control subscription is
+        confirmed (see :mod:`~flask_jobs.worker.control`).
     """
 
     def __init__(self, state: JobsState, caller: str, identities: Callable[[], list[str]],
-                 info: dict[str, Any], on_control: Callable[[dict[str, Any]], None]) -> None:
+                 info: dict[str, Any], on_control: Callable[[dict[str, Any]], None],
+                 on_listen: Callable[[redis.Redis], None] | None = None) -> None:
         super().__init__(name="flask-jobs-heartbeat", daemon=True)
         self.state = state
         self.caller = caller
         self.identities = identities
         self.info = info
         self.on_control = on_control
+        self.on_listen = on_listen
         self.stop_event = threading.Event()
         #: Held while beating or reaping: once :meth:`stop` returns, no beat is in flight.
         self.beat_lock = threading.Lock()
@@ -59,14 +64,12 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         """Thread body."""
         client = self.state.make_client()
-        pubsub = None
+        on_listen = self.on_listen
+        channel = ControlChannel(self.state, self.on_control,
+                                 None if on_listen is None else lambda: on_listen(client))
         next_beat = next_reap = 0.0
         while not self.stop_event.is_set():
             try:
-                if pubsub is None:
-                    pubsub = self.state.make_client(blocking=True).pubsub(
-                        ignore_subscribe_messages=True)
-                    pubsub.subscribe(self.state.keys.control)
                 now = time.monotonic()
                 with self.beat_lock:
                     if self.stop_event.is_set():
@@ -81,28 +84,12 @@ class Heartbeat(threading.Thread):
                             log.warning("Gave back %d task(s) of dead workers to their queues",
                                         given)
                         next_reap = now + self.reap_interval
-                message = pubsub.get_message(timeout=max(0.0, next_beat - time.monotonic()))
-                if message is not None and message.get("type") == "message":
-                    self._control(message["data"])
+                channel.poll(max(0.0, next_beat - time.monotonic()))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("Heartbeat: Redis unavailable (%s)", exc)
-                if pubsub is not None:
-                    pubsub.close()
-                pubsub = None
+                channel.close()
                 self.stop_event.wait(min(1.0, self.interval))
             except Exception:
                 log.exception("Heartbeat error")
                 self.stop_event.wait(self.interval)
-        if pubsub is not None:
-            pubsub.close()
-
-    def _control(self, data: bytes) -> None:
-        try:
-            command = json.loads(data)
-        except ValueError:
-            log.warning("Ignoring an undecodable control message")
-            return
-        try:
-            self.on_control(command)
-        except Exception:
-            log.exception("Control command %r failed", command)
+        channel.close()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import signals
 from ..execution import Terminated
 from .consumer import Consumer, Runtime, Wakeup, flusher
+from .control import LISTEN_TIMEOUT
 from .heartbeat import Heartbeat
 from .limits import gevent_limits, raise_in_thread, signal_limits, thread_limits
 
@@ -128,12 +129,13 @@ class Worker:
         consumers = [Consumer(rt) for _ in range(self.concurrency)]
         main_thread = threading.get_ident()
         hb = Heartbeat(self.state, self.name, lambda: [self.name], self.info,
-                       lambda cmd: self._control(rt, cmd, main_thread))
+                       lambda cmd: self._control(rt, cmd, main_thread), rt.on_listen)
         hb.beat(self.state.client)  # registered before the first claim
         if self.pool == "gevent":
             self._main_hub = _start_native_thread(hb)
         else:
             hb.start()
+        rt.wait_listening(LISTEN_TIMEOUT)
         flush_thread = threading.Thread(target=flusher, args=(rt,), name="flask-jobs-flusher",
                                         daemon=True)
         flush_thread.start()
@@ -225,9 +227,7 @@ class Worker:
         if command.get("op") != "revoke":
             return
         task_id = str(command.get("id"))
-        if len(rt.revoked) > 50_000:
-            rt.revoked.clear()
-        rt.revoked.add(task_id)
+        rt.note_revoked(task_id)
         if not command.get("terminate") or task_id not in rt.current:
             return
         ident, consumer = rt.current[task_id]
@@ -295,9 +295,10 @@ class BackgroundWorker:
         rt, w = self.runtime, self.worker
         w.state.broker.register_rate_limits(w.state.jobs.tasks)
         self._hb = Heartbeat(w.state, w.name, lambda: [w.name], w.info,
-                             lambda cmd: w._control(rt, cmd, -1))
+                             lambda cmd: w._control(rt, cmd, -1), rt.on_listen)
         self._hb.beat(w.state.client)
         self._hb.start()
+        rt.wait_listening(LISTEN_TIMEOUT)
         self._threads = [threading.Thread(target=Consumer(rt).run, daemon=True)
                          for _ in range(w.concurrency)]
         self._threads.append(threading.Thread(target=flusher, args=(rt,), daemon=True))

@@ -21,6 +21,7 @@ from .. import states
 from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError, describe
 from ..execution import Outcome, Terminated
 from .consumer import Consumer, Runtime, Wakeup, flusher
+from .control import LISTEN_TIMEOUT, ControlChannel, ControlListener
 from .heartbeat import Heartbeat
 from .limits import signal_limits
 from .writer import Writer
@@ -101,6 +102,13 @@ class PreforkSupervisor:
                      max_tasks=w.max_tasks_per_child)
         rt.slot = slot  # type: ignore[attr-defined]
         consumer = Consumer(rt)
+        # The parent hears revokes for terminating; the child hears them for its own buffer.
+        def on_control(command: dict[str, Any]) -> None:
+            if command.get("op") == "revoke":
+                rt.note_revoked(str(command.get("id")))
+
+        ears = ControlListener(ControlChannel(self.state, on_control,
+                                              lambda: rt.on_listen(self.state.client)))
 
         def on_stop(signum: int, frame: Any) -> None:
             rt.stop_event.set()
@@ -116,8 +124,11 @@ class PreforkSupervisor:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGUSR1, on_terminate)
         threading.Thread(target=flusher, args=(rt,), daemon=True).start()
+        ears.start()
+        rt.wait_listening(LISTEN_TIMEOUT)
         consumer.run()
         rt.stop_event.set()
+        ears.stop()
         rt.flush(self.state.client, final=True)
         self.state.broker.unregister(self.state.client, slot.name)
         os._exit(0)  # skip atexit handlers inherited from the parent

@@ -178,6 +178,16 @@ def sleep_and_record(self, seconds, key="effects"):
     return os.getpid()
 
 
+@jobs.task(bind=True)
+def hold_until_released(self, gate, key="effects"):
+    """Record its start, then block until the test pushes to the list ``gate`` (30 s at most)."""
+    r = effects()
+    r.rpush(f"{key}:start", json.dumps([self.request.id, self.request.attempt, os.getpid()]))
+    released = r.blpop([gate], 30)
+    r.rpush(f"{key}:end", self.request.id)
+    return released is not None
+
+
 @jobs.task
 def cpu_burn(seconds):
     """Hold the GIL-heavy loop for a while (the heartbeat must not starve)."""

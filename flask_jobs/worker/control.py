@@ -1,0 +1,121 @@
+"""Hearing broadcasts (revoke) on the control channel, and not missing one while deaf.
+
+A broadcast reaches only the workers subscribed when it is published. A task revoked while a
+worker was not yet (or no longer) subscribed, after that worker had claimed it into a prefetch
+buffer, would run anyway. So each time a subscription is confirmed by Redis, the worker reads
+the records of the tasks in its buffers and skips those revoked meanwhile (see
+:meth:`~flask_jobs.worker.consumer.Runtime.on_listen`). Redis records the revoke before it
+publishes it, so a revoke is either in a record read after the confirmation or in a message
+received after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+if TYPE_CHECKING:
+    from ..extension import JobsState
+
+log = logging.getLogger("flask_jobs.worker")
+
+#: Longest a worker waits, before its first claim, for its broadcast subscription (seconds).
+LISTEN_TIMEOUT = 10.0
+
+
+class ControlChannel:
+    """A subscription to the control channel, made again after a lost connection.
+
+    :param on_control: called with each broadcast command (a dict), e.g. a revoke.
+    :param on_listen: called each time Redis confirms the subscription (at first and after
+        every reconnection), before any message published after it is handled.
+    """
+
+    def __init__(self, state: JobsState, on_control: Callable[[dict[str, Any]], None],
+                 on_listen: Callable[[], None] | None = None) -> None:
+        self.state = state
+        self.on_control = on_control
+        self.on_listen = on_listen
+        self._pubsub: Any = None
+
+    def poll(self, timeout: float) -> None:
+        """Subscribe if needed, then handle what arrives within ``timeout`` seconds.
+
+        :raises redis.ConnectionError: the connection was lost; the next poll subscribes again.
+        """
+        if self._pubsub is None:
+            # Subscription replies are kept (not ignored): the confirmation is the moment from
+            # which no broadcast can be missed.
+            self._pubsub = self.state.make_client(blocking=True).pubsub()
+            self._pubsub.subscribe(self.state.keys.control)
+        try:
+            message = self._pubsub.get_message(timeout=timeout)
+            while message is not None:
+                kind = message.get("type")
+                if kind == "subscribe":
+                    if self.on_listen is not None:
+                        self.on_listen()
+                elif kind == "message":
+                    self._dispatch(message["data"])
+                message = self._pubsub.get_message(timeout=0)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Drop the subscription (the next :meth:`poll` makes a new one)."""
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:  # closing a broken connection: nothing left to do
+                pass
+            self._pubsub = None
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            command = json.loads(data)
+        except ValueError:
+            log.warning("Ignoring an undecodable control message")
+            return
+        if not isinstance(command, dict):
+            log.warning("Ignoring a control message that is not an object")
+            return
+        try:
+            self.on_control(command)
+        except Exception:
+            log.exception("Control command %r failed", command)
+
+
+class ControlListener(threading.Thread):
+    """A thread that only listens on the control channel (a prefork child's ears: the parent's
+    heartbeat thread listens for the parent, but a child's prefetch buffer is its own)."""
+
+    def __init__(self, channel: ControlChannel) -> None:
+        super().__init__(name="flask-jobs-control", daemon=True)
+        self.channel = channel
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Thread body: poll until stopped, backing off while Redis is unreachable."""
+        backoff = 0.0
+        while not self.stop_event.is_set():
+            try:
+                self.channel.poll(1.0)
+                backoff = 0.0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                backoff = min(5.0, backoff * 2 or 0.1)
+                log.warning("Control channel: Redis unavailable (%s)", exc)
+                self.stop_event.wait(backoff)
+            except Exception:
+                log.exception("Control channel error")
+                self.stop_event.wait(1.0)
+        self.channel.close()
+
+    def stop(self) -> None:
+        """Ask the thread to stop (it exits within a second)."""
+        self.stop_event.set()
