@@ -27,6 +27,8 @@ log = logging.getLogger("flask_jobs")
 
 #: Messages per enqueue script call; larger groups are sent as several calls in one pipeline.
 ENQUEUE_CHUNK = 1000
+#: Most ready tasks one purge script call discards (a long backlog takes several calls).
+PURGE_CHUNK = 1000
 
 
 @functools.cache
@@ -80,6 +82,7 @@ class Broker:
         self._revoke = client.register_script(script_source("revoke"))
         self._fail_links = client.register_script(script_source("fail_links"))
         self._placeholders = client.register_script(script_source("placeholders"))
+        self._purge = client.register_script(script_source("purge"))
 
     # -- producer side -----------------------------------------------------------------------
 
@@ -304,6 +307,27 @@ class Broker:
         return self.reap(client, worker, 0, give_back=worker)
 
     # -- inspection and dead letters ---------------------------------------------------------
+
+    def queue_names(self) -> list[str]:
+        """The queues that hold ready tasks now, and the default queue, sorted."""
+        found = {k.decode().split(":")[-2] for k in self.client.scan_iter(
+            f"{self.keys.prefix}:q:*", count=1000)}
+        return sorted(found | {self.state.default_queue})
+
+    def purge(self, queues: Sequence[str]) -> int:
+        """Discard every ready task of ``queues`` (see ``scripts/purge.lua``); returns how many.
+
+        Delayed tasks (countdown, eta, retries) and running ones are left alone: revoke those.
+        """
+        discarded = 0
+        for queue in queues:
+            for prio in range(10):
+                taken = PURGE_CHUNK
+                while taken == PURGE_CHUNK:  # (a chunk short of full emptied the list)
+                    n, taken = self._purge(args=[self.base, queue, prio,
+                                                 self.state.result_ttl_ms, PURGE_CHUNK])
+                    discarded += int(n)
+        return discarded
 
     def queue_length(self, queue: str) -> int:
         """Number of ready tasks in ``queue`` over all priorities."""

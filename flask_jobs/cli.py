@@ -61,15 +61,57 @@ def queues_command() -> None:
     state = current_app.extensions["jobs"]
     broker = state.broker
     client = state.client
-    names = sorted({k.decode().split(":")[-2] for k in client.scan_iter(
-        f"{state.keys.prefix}:q:*")} | {state.default_queue})
-    for name in names:
+    for name in broker.queue_names():
         click.echo(f"queue {name}: {broker.queue_length(name)} ready")
     click.echo(f"delayed: {client.zcard(state.keys.delayed)}")
     click.echo(f"workers: {client.scard(state.keys.workers)}")
     click.echo(f"dead letters: {client.llen(state.keys.dead_letters)}")
     for key, value in sorted(broker.stats().items()):
         click.echo(f"{key}: {value}")
+
+
+@jobs_cli.command("purge")
+@click.option("-Q", "--queues", help="Comma-separated queues (default: every queue).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def purge_command(queues: str | None, force: bool) -> None:
+    """Discard every task waiting in the queues (as ``celery purge``); they become REVOKED.
+
+    Delayed and running tasks are not touched. There is no undo.
+    """
+    state = current_app.extensions["jobs"]
+    names = ([q.strip() for q in queues.split(",") if q.strip()] if queues is not None
+             else state.broker.queue_names())
+    if not names:
+        raise click.UsageError("-Q names no queue")
+    if not force:
+        click.confirm(f"Discard every waiting task of {', '.join(names)}? There is no undo",
+                      abort=True)
+    n = state.jobs.control.purge(names)
+    click.echo(f"Purged {n} task(s) from {len(names)} queue(s).")
+
+
+@jobs_cli.command("revoke")
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--terminate", is_flag=True, help="Also stop the task if it is running.")
+@click.option("--signal", "signal_name", type=click.Choice(["SIGTERM", "SIGKILL"]),
+              default="SIGTERM", show_default=True, help="How --terminate stops it.")
+def revoke_command(task_ids: tuple[str, ...], terminate: bool, signal_name: str) -> None:
+    """Revoke tasks by id (as ``celery control revoke``)."""
+    state = current_app.extensions["jobs"]
+    unknown = [t for t in task_ids if not state.client.exists(state.keys.task(t))]
+    if unknown:
+        raise click.ClickException(f"unknown task id(s): {', '.join(unknown)}; nothing was "
+                                   "revoked")
+    state.jobs.control.revoke(list(task_ids), terminate=terminate, signal=signal_name)
+    for task_id in task_ids:
+        now = state.jobs.AsyncResult(task_id).state
+        if now == "REVOKED":
+            click.echo(f"revoked {task_id}")
+        elif now in ("SUCCESS", "FAILURE"):
+            click.echo(f"{task_id} had already finished: {now}")
+        else:
+            click.echo(f"{task_id} is running ({now}): " + (
+                "asked to stop" if terminate else "it goes on; --terminate stops it"))
 
 
 @jobs_cli.group("dlq")

@@ -16,6 +16,7 @@ from flask import Flask, current_app, has_app_context
 from . import keys as _keys
 from .broker import Broker
 from .config import check_config
+from .control import Control
 from .exceptions import ImproperlyConfigured, NotRegistered
 from .result import AsyncResult, GroupResult
 from .serialization import Codecs
@@ -386,6 +387,12 @@ class Jobs:
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         """The :class:`AsyncResult` of ``task_id``."""
         return AsyncResult(task_id, jobs=self)
+
+    @property
+    def control(self) -> Control:
+        """Celery's ``app.control``: :meth:`~flask_jobs.control.Control.revoke` ids and
+        :meth:`~flask_jobs.control.Control.purge` queues."""
+        return Control(self)
 
     def GroupResult(self, group_id: str) -> GroupResult:  # noqa: N802 - Celery's name
         """Restore the :class:`GroupResult` of a group applied earlier (from its id)."""

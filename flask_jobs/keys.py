@@ -53,7 +53,8 @@ key                            type     what it holds, and when it goes away
                                         ``PX`` a minute past it.
 ``P lock:reaper``              string   Mutex for the reaper (``SET NX PX``).
 ``P dlq``                      list     Dead letters: JSON ``{id, name, reason, at}``, capped.
-``P stats``                    hash     Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``.
+``P stats``                    hash     Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``,
+                                        ``purged``.
 ``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change.
 ``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).
 =============================  =======  ==============================================================

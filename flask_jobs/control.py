@@ -1,0 +1,60 @@
+"""``jobs.control``: Celery's remote-control calls that a Flask app makes, on Redis.
+
+Celery's ``app.control.revoke(...)`` and ``app.control.purge()`` port as ``jobs.control.revoke``
+and ``jobs.control.purge``. Workers need no reply channel for these: a revoke is recorded in
+Redis (and broadcast for ``terminate``), a purge happens inside Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .extension import Jobs
+
+
+class Control:
+    """Revoke tasks by id and discard queued tasks, for the current app (or ``app``)."""
+
+    def __init__(self, jobs: Jobs, app: Flask | None = None) -> None:
+        self.jobs = jobs
+        self.app = app
+
+    def revoke(self, task_id: str | Iterable[str], terminate: bool = False,
+               signal: str = "SIGTERM", **_ignored: Any) -> None:
+        """Revoke one task id or several, as :meth:`AsyncResult.revoke
+        <flask_jobs.AsyncResult.revoke>` does for one.
+
+        :param task_id: an id, or a list of ids.
+        :param terminate: also stop the task if it is running.
+        :param signal: ``SIGTERM`` or ``SIGKILL`` (see :meth:`AsyncResult.revoke
+            <flask_jobs.AsyncResult.revoke>`).
+        """
+        ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        for one in ids:
+            if not isinstance(one, str) or not one:
+                raise TypeError(f"revoke() takes task ids (str), not {one!r}")
+        broker = self.jobs.state(self.app).broker
+        for one in ids:
+            broker.revoke(one, terminate=terminate, signal=signal)
+
+    def purge(self, queues: str | Iterable[str] | None = None) -> int:
+        """Discard every task waiting in ``queues`` (default: every queue); returns how many.
+
+        Each discarded task becomes ``REVOKED`` with reason ``purged``, so its status page ends
+        and ``get()`` raises :class:`~flask_jobs.TaskRevokedError`. Delayed tasks (countdown,
+        eta, a retry's wait) and running ones are not touched: revoke those. Tasks sent while
+        the purge runs may be kept. There is no undo.
+        """
+        broker = self.jobs.state(self.app).broker
+        if queues is None:
+            names = broker.queue_names()
+        else:
+            names = [queues] if isinstance(queues, str) else list(queues)
+            for name in names:
+                if not isinstance(name, str) or not name:
+                    raise TypeError(f"purge() takes queue names (str), not {name!r}")
+        return broker.purge(names)
