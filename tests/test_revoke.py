@@ -32,8 +32,9 @@ def test_revoked_queued_and_delayed_tasks_never_run(app, jobs_redis, worker_proc
     assert field(jobs_redis, queued.id, "reason") == "revoked"
 
 
-# One consumer each, so the revoked task waits in the buffer of the one that runs the blocker.
-BUFFER_POOLS = [
+# One consumer each: a revoked task waits in the buffer of the consumer that runs the blocker,
+# and a worker can run another task only once its long one is stopped.
+ONE_CONSUMER_POOLS = [
     pytest.param(["-P", "solo"], id="solo"),
     pytest.param(["-P", "threads", "-c", "1"], id="threads"),
     pytest.param(["-P", "prefork", "-c", "1"], id="prefork"),
@@ -41,7 +42,7 @@ BUFFER_POOLS = [
 ]
 
 
-@pytest.mark.parametrize("pool", BUFFER_POOLS)
+@pytest.mark.parametrize("pool", ONE_CONSUMER_POOLS)
 def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process, pool):
     # Given a worker running a task with another one claimed in its buffer
     worker_process(*pool, "--prefetch", "2")
@@ -60,7 +61,7 @@ def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process, poo
     assert [s[0] for s in starts(jobs_redis)] == [blocker.id, first.id]
 
 
-@pytest.mark.parametrize("pool", BUFFER_POOLS)
+@pytest.mark.parametrize("pool", ONE_CONSUMER_POOLS)
 def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, worker_process,
                                                                pool):
     # Given a worker running a task with another one claimed in its buffer
@@ -107,16 +108,7 @@ def test_claim_answered_across_a_new_subscription_checks_its_tasks(app, jobs_red
     assert rt.revoked == {revoked.id}
 
 
-# One consumer each, so the worker can run another task only once the long one is stopped.
-TERMINATE_POOLS = [
-    pytest.param(["-P", "solo"], id="solo"),
-    pytest.param(["-P", "threads", "-c", "1"], id="threads"),
-    pytest.param(["-P", "prefork", "-c", "1"], id="prefork"),
-    pytest.param(["-P", "gevent", "-c", "1"], id="gevent"),
-]
-
-
-@pytest.mark.parametrize("pool", TERMINATE_POOLS)
+@pytest.mark.parametrize("pool", ONE_CONSUMER_POOLS)
 def test_terminate_running_task(app, jobs_redis, worker_process, pool):
     # Given a worker whose only consumer runs a 30 s task (recorded as STARTED)
     w = worker_process(*pool, "--prefetch", "1")

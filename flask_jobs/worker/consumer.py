@@ -133,14 +133,14 @@ class Runtime:
         can be heard; False if it was not within ``timeout`` seconds. (A short sleep loop, not
         an Event: the confirmation may come from another OS thread under gevent.)"""
         deadline = time.monotonic() + timeout
-        while self.listen_epoch == 0:
+        while self.listen_epoch == 0 and not self.stopping:  # (a stop cuts the wait short)
             if time.monotonic() >= deadline:
                 log.warning("Not subscribed to broadcasts after %.0fs; starting anyway (a task "
                             "revoked before the subscription is checked once it is made)",
                             timeout)
                 return False
             time.sleep(0.002)
-        return True
+        return self.listen_epoch > 0
 
     def wake_consumers(self) -> None:
         """Wake this process's idle consumers (blocked on their inboxes), e.g. to stop."""

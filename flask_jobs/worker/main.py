@@ -135,11 +135,11 @@ class Worker:
             self._main_hub = _start_native_thread(hb)
         else:
             hb.start()
-        rt.wait_listening(LISTEN_TIMEOUT)
         flush_thread = threading.Thread(target=flusher, args=(rt,), name="flask-jobs-flusher",
                                         daemon=True)
         flush_thread.start()
         self._install_signals(rt, consumers)
+        rt.wait_listening(LISTEN_TIMEOUT)  # (after the handlers: a stop may come meanwhile)
         signals.send(signals.worker_ready, self, hostname=self.hostname)
         log.info("%s ready.", self.hostname)
         cold = False
