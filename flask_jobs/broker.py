@@ -329,6 +329,15 @@ class Broker:
                     discarded += int(n)
         return discarded
 
+    def task_states(self, task_ids: Sequence[str],
+                    client: redis.Redis | None = None) -> list[str | None]:
+        """The state of each task, ``None`` for an unknown id (one round trip). ``client``:
+        the caller's own connection (a worker thread's), else the app's."""
+        pipe = (client or self.client).pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hget(self.keys.task(task_id), "state")
+        return [s.decode() if s else None for s in pipe.execute()]
+
     def queue_length(self, queue: str) -> int:
         """Number of ready tasks in ``queue`` over all priorities."""
         pipe = self.client.pipeline(transaction=False)

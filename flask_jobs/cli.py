@@ -98,13 +98,13 @@ def purge_command(queues: str | None, force: bool) -> None:
 def revoke_command(task_ids: tuple[str, ...], terminate: bool, signal_name: str) -> None:
     """Revoke tasks by id (as ``celery control revoke``)."""
     state = current_app.extensions["jobs"]
-    unknown = [t for t in task_ids if not state.client.exists(state.keys.task(t))]
+    before = state.broker.task_states(task_ids)
+    unknown = [t for t, now in zip(task_ids, before, strict=True) if now is None]
     if unknown:
         raise click.ClickException(f"unknown task id(s): {', '.join(unknown)}; nothing was "
                                    "revoked")
     state.jobs.control.revoke(list(task_ids), terminate=terminate, signal=signal_name)
-    for task_id in task_ids:
-        now = state.jobs.AsyncResult(task_id).state
+    for task_id, now in zip(task_ids, state.broker.task_states(task_ids), strict=True):
         if now == "REVOKED":
             click.echo(f"revoked {task_id}")
         elif now in ("SUCCESS", "FAILURE"):

@@ -446,11 +446,8 @@ class GroupResult:
         first = self.results[0]
         if isinstance(first, EagerResult) or self.jobs is None:
             return [r.state for r in self.results]
-        st = first._jobs_state()
-        pipe = st.client.pipeline(transaction=False)
-        for r in self.results:
-            pipe.hget(st.keys.task(r.id), "state")
-        return [s.decode() if s else states.PENDING for s in pipe.execute()]
+        found = first._jobs_state().broker.task_states([r.id for r in self.results])
+        return [s or states.PENDING for s in found]
 
     def ready(self) -> bool:
         """Whether every member finished."""

@@ -119,11 +119,9 @@ class Runtime:
         those."""
         if not task_ids:
             return []
-        pipe = client.pipeline(transaction=False)
-        for task_id in task_ids:
-            pipe.hget(self.state.keys.task(task_id), "state")
-        revoked = [task_id for task_id, value in zip(task_ids, pipe.execute(), strict=True)
-                   if value == b"REVOKED"]
+        found = self.state.broker.task_states(task_ids, client)
+        revoked = [task_id for task_id, state in zip(task_ids, found, strict=True)
+                   if state == states.REVOKED]
         for task_id in revoked:
             self.note_revoked(task_id)
         return revoked
