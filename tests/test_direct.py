@@ -78,16 +78,32 @@ def test_threads_send_concurrently(app, jobs_redis):
     assert len(_line(app)._idle) <= 8
 
 
-def test_a_send_busy_polls_for_its_reply(app, jobs_redis):
-    # Given the default JOBS_BROKER_BUSY_POLL
+def test_a_send_in_a_burst_busy_polls_for_its_reply(app, jobs_redis, monkeypatch):
+    from flask_jobs import direct
+
+    # Given the default JOBS_BROKER_BUSY_POLL, and sends that all count as one burst
+    monkeypatch.setattr(direct, "BURST_GAP", float("inf"))
     line = _line(app)
     assert line._spin > 0
-    # When a task is sent
-    r = basic.add.delay(1, 2)
-    # Expect its reply to have been awaited by polling, and the send to have worked
+    # When two tasks are sent
+    first = basic.add.delay(1, 2)
+    second = basic.add.delay(3, 4)
+    # Expect the second reply to have been awaited by polling, and both sends to have worked
     conn = line._idle[-1]
     assert conn._flask_jobs_poll[0] == conn._sock.fileno()
-    assert r.id in _queued(jobs_redis)
+    assert {first.id, second.id} <= set(_queued(jobs_redis))
+
+
+def test_a_lone_send_does_not_busy_poll(app, jobs_redis):
+    from flask_jobs.direct import DirectLine
+
+    # Given a line that polls, whose last reply is long past (here: it never had one)
+    line = DirectLine(app.extensions["jobs"].client.connection_pool, busy_poll_us=200)
+    assert line._last_reply == float("-inf")
+    # When it sends once
+    assert line.evalsha(jobs_redis.script_load("return 7"), ()) == 7
+    # Expect the reply to have been awaited by a blocking read, not by polling
+    assert not hasattr(line._idle[-1], "_flask_jobs_poll")
 
 
 def test_busy_polling_can_be_turned_off(app, jobs_redis):
@@ -98,11 +114,12 @@ def test_busy_polling_can_be_turned_off(app, jobs_redis):
     assert not hasattr(line._idle[-1], "_flask_jobs_poll")
 
 
-def test_replies_that_come_too_late_pause_busy_polling(app, jobs_redis):
+def test_replies_that_come_too_late_pause_busy_polling(app, jobs_redis, monkeypatch):
     from flask_jobs import direct
 
     # Given a line whose polling budget (1 µs) no reply can meet: the script runs for a few
-    # milliseconds in Redis (like a Redis far away, in effect)
+    # milliseconds in Redis (like a Redis far away, in effect); every call is in a burst
+    monkeypatch.setattr(direct, "BURST_GAP", float("inf"))
     line = direct.DirectLine(app.extensions["jobs"].client.connection_pool, busy_poll_us=1)
     slow = jobs_redis.script_load("local x = 0 for i = 1, 300000 do x = x + i end return 1")
     sha = jobs_redis.script_load("return 1")
