@@ -12,11 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.apps import basic
+from tests.proxy import LossyProxy
+
+if TYPE_CHECKING:
+    from flask_jobs.worker.main import BackgroundWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,3 +115,32 @@ def worker_process(jobs_redis_url: str, jobs_redis: Any) -> Iterator[Callable[..
     for w in started:
         w.kill() if w.proc.poll() is None else None
         w.log.close()
+
+
+@pytest.fixture
+def proxy(jobs_redis_url: str) -> Iterator[LossyProxy]:
+    """A :class:`~tests.proxy.LossyProxy` in front of the test Redis."""
+    p = LossyProxy(jobs_redis_url)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def proxied_worker(app: Any, proxy: LossyProxy) -> Iterator[Callable[..., BackgroundWorker]]:
+    """Start a real worker (threads of this process) whose every connection goes through
+    ``proxy``; tests send tasks and read Redis directly (``app``, ``jobs_redis``). ``config``
+    adds to the worker app's configuration."""
+    from flask_jobs.worker.main import BackgroundWorker
+
+    started: list[BackgroundWorker] = []
+
+    def start(config: dict[str, Any] | None = None, **kwargs: Any) -> BackgroundWorker:
+        wapp = basic.create_app({"JOBS_BROKER_URL": proxy.url, "JOBS_ORPHAN_TIMEOUT": 60.0,
+                                 **(config or {})})
+        w = BackgroundWorker(wapp, **kwargs).start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()

@@ -5,19 +5,15 @@ Redis has moved the tasks into the worker's active hash; the worker never heard 
 is alive, no reaper gives them back. Claims are therefore numbered per consumer, and a claim sent
 again with the same number returns what the lost reply carried (``scripts/claim.lua``).
 
-The losses are real: :class:`LossyProxy` (below) sits between a real worker and the test Redis
+The losses are real: :class:`~tests.proxy.LossyProxy` sits between a real worker and the test Redis
 and closes both connections in place of forwarding one chosen reply. ``JOBS_ORPHAN_TIMEOUT`` is
 60 s for the proxied workers, so the reaper cannot be what saves a task here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -35,113 +31,6 @@ from tests.worker_helpers import (
     stats,
     terminal,
 )
-
-
-class LossyProxy:
-    """A TCP proxy in front of Redis that can lose one reply, as a cut network would.
-
-    :meth:`arm` names a request (bytes it contains, e.g. a script's SHA or ``BLPOP``) and a
-    reply (bytes it contains, e.g. a task id). The first reply that matches, to a request that
-    matches, on any connection, is not forwarded: both sides of that connection are closed
-    instead. Redis ran the command; the client sees its connection drop.
-    """
-
-    def __init__(self, upstream_url: str) -> None:
-        kw = redis.ConnectionPool.from_url(upstream_url).connection_kwargs
-        self.upstream: Any = kw["path"] if "path" in kw else (kw["host"], kw["port"])
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        port = self.listener.getsockname()[1]
-        auth = f":{kw['password']}@" if kw.get("password") else ""
-        self.url = f"redis://{auth}127.0.0.1:{port}/{kw.get('db', 0)}"
-        self._lock = threading.Lock()
-        self._armed: tuple[bytes, bytes] | None = None
-        self._sockets: list[socket.socket] = []
-        #: The replies that were lost, in order.
-        self.lost: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self, request: bytes, reply: bytes) -> None:
-        """Lose the next reply containing ``reply`` to a request containing ``request``."""
-        with self._lock:
-            self._armed = (request, reply)
-
-    def close(self) -> None:
-        """Stop accepting and cut every connection."""
-        self.listener.close()
-        with self._lock:
-            for s in self._sockets:
-                _close(s)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            family = socket.AF_UNIX if isinstance(self.upstream, str) else socket.AF_INET
-            server = socket.socket(family, socket.SOCK_STREAM)
-            server.connect(self.upstream)
-            with self._lock:
-                self._sockets += [client, server]
-            last_request = [b""]
-            threading.Thread(target=self._requests, args=(client, server, last_request),
-                             daemon=True).start()
-            threading.Thread(target=self._replies, args=(client, server, last_request),
-                             daemon=True).start()
-
-    def _requests(self, client: socket.socket, server: socket.socket,
-                  last_request: list[bytes]) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                last_request[0] = data  # (before it is sent: its reply cannot come sooner)
-                server.sendall(data)
-        _close(client, server)
-
-    def _replies(self, client: socket.socket, server: socket.socket,
-                 last_request: list[bytes]) -> None:
-        with contextlib.suppress(OSError):
-            while data := server.recv(65536):
-                with self._lock:
-                    armed = self._armed
-                    lose = armed is not None and armed[0] in last_request[0] and armed[1] in data
-                    if lose:
-                        self._armed = None
-                        self.lost.append(data)
-                if lose:
-                    break
-                client.sendall(data)
-        _close(client, server)
-
-
-def _close(*sockets: socket.socket) -> None:
-    for s in sockets:
-        with contextlib.suppress(OSError):
-            s.shutdown(socket.SHUT_RDWR)
-        s.close()
-
-
-@pytest.fixture
-def proxy(jobs_redis_url: str) -> Iterator[LossyProxy]:
-    p = LossyProxy(jobs_redis_url)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def proxied_worker(app: Any, proxy: LossyProxy) -> Iterator[Callable[..., BackgroundWorker]]:
-    """Start a real worker (threads of this process) whose every connection goes through
-    ``proxy``; tests send tasks and read Redis directly (``app``, ``jobs_redis``)."""
-    started: list[BackgroundWorker] = []
-
-    def start(**kwargs: Any) -> BackgroundWorker:
-        wapp = basic.create_app({"JOBS_BROKER_URL": proxy.url, "JOBS_ORPHAN_TIMEOUT": 60.0})
-        w = BackgroundWorker(wapp, **kwargs).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 def _sha(app: Any, script: str) -> bytes:

@@ -4,10 +4,15 @@ stop with ``terminate=True`` in every pool that supports it, and the worker keep
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
+import redis
 
 from flask_jobs import group
 from flask_jobs.exceptions import TaskRevokedError
+from flask_jobs.worker import control
 from tests.apps import basic
 from tests.conftest import wait_for
 from tests.worker_helpers import active_entries, children, ends, field, starts
@@ -85,6 +90,57 @@ def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, 
     assert victim.state == "REVOKED"
     assert victim.id not in [s[0] for s in starts(jobs_redis)]
     assert w.proc.poll() is None
+
+
+def test_revoke_is_not_missed_when_the_subscription_dies_silently(app, jobs_redis, proxy,
+                                                                  proxied_worker, monkeypatch,
+                                                                  caplog):
+    # (silence on the subscription for 0.3 s brings a PING; one unanswered for 1 s, a new one)
+    monkeypatch.setattr(control, "PING_AFTER", 0.3)
+    caplog.set_level(logging.INFO, logger="flask_jobs.worker")
+    # Given a worker (whose connections all go through a proxy) running a task, with another
+    # one claimed in its buffer
+    proxied_worker(config={"JOBS_BROKER_TIMEOUT": 1.0}, concurrency=1, prefetch=2)
+    basic.hold_until_released.delay("gate:1")
+    wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the first task to start")
+    second, victim = group(basic.hold_until_released.s("gate:2"),
+                           basic.sleep_and_record.s(0)).apply_async()
+    jobs_redis.rpush("gate:1", 1)
+    wait_for(lambda: len(starts(jobs_redis)) == 2, 10, "the second task to start")
+    assert victim.id in next(iter(active_entries(jobs_redis).values()))
+    # When its subscription to broadcasts goes silent without a reset (as when a NAT drops an
+    # idle connection), and the buffered task is revoked: the broadcast reaches nobody
+    assert proxy.freeze(b"SUBSCRIBE") == 1
+    victim.revoke()
+    # Expect the worker to notice the silence, subscribe again and check its buffer
+    wait_for(lambda: "Subscribed to broadcasts again" in caplog.text, 10, "a new subscription")
+    assert "no reply to PING on the control subscription" in caplog.text
+    jobs_redis.rpush("gate:2", 1)
+    # ... so the revoked task never starts, and the running one finishes normally
+    assert second.get(timeout=10) is True
+    wait_for(lambda: not active_entries(jobs_redis), 10, "the worker to settle")
+    assert victim.state == "REVOKED"
+    assert victim.id not in [s[0] for s in starts(jobs_redis)]
+
+
+def test_a_quiet_healthy_subscription_is_pinged_and_kept(app, jobs_redis, monkeypatch):
+    # Given a control subscription that hears nothing but answers its PINGs
+    monkeypatch.setattr(control, "PING_AFTER", 0.05)
+    listens: list[int] = []
+    channel = control.ControlChannel(app.extensions["jobs"], lambda command: None,
+                                     lambda: listens.append(1))
+    pings: list[int] = []
+    ping = redis.client.PubSub.ping
+    monkeypatch.setattr(redis.client.PubSub, "ping",
+                        lambda self, *a: (pings.append(1), ping(self, *a))[1])
+    deadline = time.monotonic() + 10
+    # When it is polled through three PINGs and their answers
+    while len(pings) < 3 or channel._pinged is not None:
+        assert time.monotonic() < deadline, "timed out waiting for 3 answered PINGs"
+        channel.poll(0.05)
+    # Expect it never to have been taken for dead: subscribed once
+    assert listens == [1]
+    channel.close()
 
 
 def test_claim_answered_across_a_new_subscription_checks_its_tasks(app, jobs_redis):

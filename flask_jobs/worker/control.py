@@ -7,6 +7,13 @@ the records of the tasks in its buffers and skips those revoked meanwhile (see
 :meth:`~flask_jobs.worker.consumer.Runtime.on_listen`). Redis records the revoke before it
 publishes it, so a revoke is either in a record read after the confirmation or in a message
 received after it.
+
+A connection can also die without a word: a NAT, firewall or load balancer that drops an idle
+connection sends no reset, and a listener would then wait for broadcasts that never come while
+every other connection of the worker works. So a subscription that has heard nothing for
+:data:`PING_AFTER` seconds is sent a ``PING``, and one whose ``PING`` goes unanswered for
+:data:`JOBS_BROKER_TIMEOUT` is dropped and made again (which checks the buffers, as above).
+The pings also keep the connection from looking idle to whatever would drop it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +34,8 @@ log = logging.getLogger("flask_jobs.worker")
 
 #: Longest a worker waits, before its first claim, for its broadcast subscription (seconds).
 LISTEN_TIMEOUT = 10.0
+#: Seconds of silence on a control subscription after which it is sent a ``PING``.
+PING_AFTER = 10.0
 
 
 class ControlChannel:
@@ -42,20 +52,41 @@ class ControlChannel:
         self.on_control = on_control
         self.on_listen = on_listen
         self._pubsub: Any = None
+        #: How long a PING may go unanswered before the connection is taken for dead.
+        self.pong_timeout = float(state.config.get("JOBS_BROKER_TIMEOUT") or 5.0)
+        self._heard = 0.0  # time.monotonic() of the last thing Redis sent us
+        self._pinged: float | None = None  # ... of our unanswered PING, if one is out
 
     def poll(self, timeout: float) -> None:
         """Subscribe if needed, then handle what arrives within ``timeout`` seconds.
 
-        :raises redis.ConnectionError: the connection was lost; the next poll subscribes again.
+        :raises redis.ConnectionError: the connection was lost, or went silent (a ``PING``
+            unanswered); the next poll subscribes again.
         """
         if self._pubsub is None:
             # Subscription replies are kept (not ignored): the confirmation is the moment from
             # which no broadcast can be missed.
             self._pubsub = self.state.make_client(blocking=True).pubsub()
             self._pubsub.subscribe(self.state.keys.control)
+            self._heard, self._pinged = time.monotonic(), None
         try:
-            message = self._pubsub.get_message(timeout=timeout)
+            now = time.monotonic()
+            if self._pinged is not None:
+                if now - self._pinged >= self.pong_timeout:
+                    raise redis.ConnectionError(
+                        f"no reply to PING on the control subscription within "
+                        f"{self.pong_timeout:g}s (a connection dropped silently?); subscribing "
+                        "again")
+                timeout = min(timeout, self._pinged + self.pong_timeout - now)
+            elif now - self._heard >= PING_AFTER:
+                self._pubsub.ping()
+                self._pinged = now
+                timeout = min(timeout, self.pong_timeout)
+            else:
+                timeout = min(timeout, self._heard + PING_AFTER - now)
+            message = self._pubsub.get_message(timeout=max(0.0, timeout))
             while message is not None:
+                self._heard, self._pinged = time.monotonic(), None
                 kind = message.get("type")
                 if kind == "subscribe":
                     if self.on_listen is not None:
