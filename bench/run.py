@@ -7,7 +7,9 @@ importable, else ``bench/_redis.py``). Each (workload, library) pair runs in its
 subprocess (``python -m bench.harness ...``) with a time limit; workers are subprocesses
 of that in their own process groups. Workloads run row by row (all libraries on one
 workload, then the next) so libraries measured for the same row see similar machine noise.
-Results go to ``bench/results/latest.json`` (and ``--json PATH`` if given).
+Before the workloads it measures what the machine does with no job queue at all (one round
+trip, and the floors of ``bench/floors.py``), printed under the table next to flask-jobs'
+figures. Results go to ``bench/results/latest.json`` (and ``--json PATH`` if given).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import floors as floors_mod
 from bench._redis import start_private_redis
 from bench.harness import LOG_DIR, RESULT_PREFIX
 
@@ -274,6 +277,74 @@ def round_trip_reference(url: str, n: int) -> dict:
     return out
 
 
+def _best_anchor(results: dict, anchors: list[str], workload: str, fld: str, pick) -> tuple:
+    """(anchor, value) of the best anchor on one field, or (None, None) if none has a value."""
+    vals = {a: cell_value(results[a].get(workload), fld) for a in anchors}
+    vals = {a: v for a, v in vals.items() if v is not None}
+    if not vals:
+        return None, None
+    best = pick(vals, key=vals.get)
+    return best, vals[best]
+
+
+def floor_lines(floors: dict, results: dict, anchors: list[str], fj: str | None) -> list[str]:
+    """The "Floors on this machine" bullets: each floor with flask-jobs' (and the best
+    anchor's) figure set against it. A floor that was not measured gets no line (the run's
+    notes say why); a library without a figure is left out of its line."""
+
+    def ok(name: str) -> dict | None:
+        f = floors.get(name)
+        return f if isinstance(f, dict) and "error" not in f else None
+
+    def fj_value(workload: str, fld: str) -> float | None:
+        return cell_value(results[fj].get(workload), fld) if fj else None
+
+    lines = []
+    for name, workload, what in (
+        ("drain_solo", "drain_solo", "solo drain: the task body alone (one INCR per task, in a loop)"),
+        ("drain_parallel", "drain_multi", "2-core drain: {p} such loops in parallel"),
+    ):
+        f = ok(name)
+        if not f or not f.get("value"):
+            continue
+        text = what.format(p=f.get("processes", "?")) + f" {f['value']:,.0f}/s"
+        mine = fj_value(workload, "value")
+        if mine is not None:
+            text += f"; flask-jobs {mine:,.0f}/s = {mine / f['value']:.0%} of it"
+        best, val = _best_anchor(results, anchors, workload, "value", max)
+        if best:
+            text += f"; best anchor ({best}) {val:,.0f}/s = {val / f['value']:.0%}"
+        lines.append(text)
+    f = ok("latency")
+    if f:
+        text = f"latency: bare RPUSH->BLPOP wake-up p50/p99 {f['p50_ms']:.2f}/{f['p99_ms']:.2f} ms"
+        best, _ = _best_anchor(results, anchors, "latency", "p50_ms", min)
+        for who, lib in (("flask-jobs", fj), (f"best anchor ({best})", best)):
+            p50 = cell_value(results[lib].get("latency"), "p50_ms") if lib else None
+            p99 = cell_value(results[lib].get("latency"), "p99_ms") if lib else None
+            if p50 is not None and p99 is not None:
+                text += (
+                    f"; {who} {p50:.2f}/{p99:.2f} ms"
+                    f" = {p50 - f['p50_ms']:+.2f}/{p99 - f['p99_ms']:+.2f} ms over it"
+                )
+        lines.append(text)
+    f = ok("rss")
+    if f and "flask_redis" in f:
+        text = f"RSS: `import flask, redis` {f['flask_redis']:.1f} MB"
+        if "redis" in f:
+            text += f" (`import redis` {f['redis']:.1f} MB, bare `python` {f.get('python', 0):.1f} MB)"
+        mine = fj_value("drain_solo", "rss_mb")
+        if mine is not None:
+            text += f"; flask-jobs solo worker {mine:.1f} MB = {mine - f['flask_redis']:+.1f} MB"
+        best, val = _best_anchor(results, anchors, "drain_solo", "rss_mb", min)
+        if best and "redis" in f:
+            text += (
+                f"; lightest anchor ({best}) {val:.1f} MB = {val - f['redis']:+.1f} MB over `import redis`"
+            )
+        lines.append(text)
+    return lines
+
+
 def _raise_interrupt(*_) -> None:
     raise KeyboardInterrupt
 
@@ -328,12 +399,28 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {lib: {} for lib in libs}
     info: dict[str, dict] = {}
     reference: dict[str, float] = {}
+    floors: dict[str, dict] = {}
     try:
         for lib in libs:
             entry = run_workload(modules[lib], server.url, "info", {}, 60, token)
             info[lib] = entry.get("result", {"error": entry.get("error")})
         reference = round_trip_reference(server.url, 2_000 if args.quick else 10_000)
         log(f"one round trip: {json.dumps(reference)}")
+        try:
+            floors = floors_mod.measure_floors(
+                server.url, quick=args.quick, extra_env={"BENCH_RUN_ID": token}, log=log
+            )
+        except Exception as exc:  # the floors are context: never worth losing the run for
+            floors = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            log(f"floors failed: {floors['error']}")
+        finally:
+            sweep(token)  # a child left behind must not compete with the workloads
+        if "error" in floors:
+            failed = {"all": floors["error"]}
+        else:
+            failed = {k: v["error"] for k, v in floors.items() if "error" in v}
+        for name, error in failed.items():
+            notes.append(f"floor {name} not measured: {error}")
         for workload, (params, limit) in plan.items():
             for lib in libs:
                 t0 = time.perf_counter()
@@ -375,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {lib}: {v}; solo worker: `{solo}`; bulk: {i.get('bulk_api', '?')}")
     for note in notes:
         print(f"- note: {note}")
+    lines = floor_lines(floors, results, anchors, fj)
+    if lines:
+        print()
+        print("Floors on this machine (no job queue; `bench/floors.py`):")
+        print()
+        for line in lines:
+            print(f"- {line}")
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -392,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "info": info,
         "round_trip_reference": reference,
+        "floors": floors,
         "results": results,
         "table": rows_json,
         "markdown": table,
