@@ -11,6 +11,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from .connection import check_transport_options, redact_url
 from .exceptions import ImproperlyConfigured
 
 #: Keys holding seconds, and whether 0 is allowed.
@@ -35,7 +36,7 @@ _INTEGERS = {
     "JOBS_TASK_DEFAULT_PRIORITY": (0, 9, False),
 }
 _NAMES = ("JOBS_KEY_PREFIX", "JOBS_TASK_DEFAULT_QUEUE", "JOBS_TIMEZONE")
-_URL_SCHEMES = ("redis://", "rediss://", "unix://", "embedded:")
+_URL_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "embedded:")
 
 
 def _number(value: Any) -> float | None:
@@ -93,4 +94,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     for key in ("JOBS_BROKER_URL", "JOBS_RESULT_BACKEND"):
         url = config[key]
         if url and (not isinstance(url, str) or not url.startswith(_URL_SCHEMES)):
-            raise _fail(key, url, "a Redis URL (redis://, rediss://, unix://) or 'embedded://'")
+            shown = redact_url(url) if isinstance(url, str) else url  # (no password in errors)
+            raise _fail(key, shown, "a Redis URL (redis://, rediss://, unix://), Sentinels "
+                        "(sentinel://host:26379;sentinel://...) or 'embedded://'")
+    check_transport_options(config["JOBS_BROKER_URL"], config["JOBS_BROKER_TRANSPORT_OPTIONS"])

@@ -142,7 +142,12 @@ class DirectLine:
         try:
             return self._idle.pop()
         except IndexError:
-            return self._pool.connection_class(**self._pool.connection_kwargs)
+            conn = self._pool.connection_class(**self._pool.connection_kwargs)
+            # Connected here, as redis-py's pool does, not by the first send: a Sentinel-managed
+            # connection finds the primary's address in connect(), and a send on an unconnected
+            # one would go to its default address (localhost:6379) instead.
+            conn.connect()
+            return conn
 
     def _give(self, conn: Any) -> None:
         if len(self._idle) < MAX_IDLE and self._generation == _fork_generation:

@@ -16,6 +16,7 @@ from flask import Flask, current_app, has_app_context
 from . import keys as _keys
 from .broker import Broker
 from .config import check_config
+from .connection import Connector, redact_url
 from .control import Control
 from .exceptions import ImproperlyConfigured, NotRegistered
 from .result import AsyncResult, GroupResult
@@ -32,6 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: with the ``JOBS_`` prefix; see the configuration reference in the docs for each one.
 DEFAULTS: dict[str, Any] = {
     "JOBS_BROKER_URL": None,
+    "JOBS_BROKER_TRANSPORT_OPTIONS": {},
     "JOBS_RESULT_BACKEND": None,
     "JOBS_RESULT_EXPIRES": 86400,
     "JOBS_TASK_SERIALIZER": "json",
@@ -101,6 +103,7 @@ class JobsState:
         self._routes = _compile_routes(c["JOBS_TASK_ROUTES"])
         self._lock = threading.RLock()
         self._broker_url: str | None = None
+        self._connector: Connector | None = None
         self._client: redis.Redis | None = None
         self._broker: Broker | None = None
 
@@ -116,29 +119,41 @@ class JobsState:
     @property
     def broker_url_safe(self) -> str:
         """The broker URL with any password hidden, for logs and banners."""
-        from .worker.main import redact_url
-
         return redact_url(self.broker_url)
 
     def make_client(self, *, blocking: bool = False) -> redis.Redis:
-        """A new Redis client for this app. ``blocking`` clients have no read timeout."""
-        c = self.config
-        url = c["JOBS_RESULT_BACKEND"] or self.broker_url
-        if c["JOBS_RESULT_BACKEND"] and c["JOBS_RESULT_BACKEND"] != self.broker_url:
-            # One Redis holds queues and records together so enqueue stays one atomic step.
-            raise ImproperlyConfigured(
-                "JOBS_RESULT_BACKEND must be the same Redis as JOBS_BROKER_URL: flask-jobs writes "
-                "the message and its PENDING record in one atomic step. Leave it unset."
-            )
-        return redis.Redis.from_url(
-            url,
-            socket_connect_timeout=float(c["JOBS_BROKER_CONNECT_TIMEOUT"]),
-            socket_timeout=None if blocking else float(c["JOBS_BROKER_TIMEOUT"]),
-            # A threaded web server may run hundreds of requests at once, each taking a pool
-            # connection; redis-py's own default cap (100) would refuse the 101st.
-            max_connections=int(c["JOBS_BROKER_MAX_CONNECTIONS"]),
-            health_check_interval=30,
-        )
+        """A new Redis client for this app (its own connection pool), to the Redis server of
+        :data:`JOBS_BROKER_URL` or, for a Sentinel URL, to the current primary. ``blocking``
+        clients have no read timeout."""
+        return self.connector.client(
+            socket_timeout=None if blocking else float(self.config["JOBS_BROKER_TIMEOUT"]))
+
+    @property
+    def connector(self) -> Connector:
+        """What makes this app's clients (see :mod:`flask_jobs.connection`)."""
+        if self._connector is None:
+            with self._lock:
+                if self._connector is None:
+                    c = self.config
+                    if c["JOBS_RESULT_BACKEND"] and c["JOBS_RESULT_BACKEND"] != self.broker_url:
+                        # One Redis holds queues and records together so enqueue stays one
+                        # atomic step.
+                        raise ImproperlyConfigured(
+                            "JOBS_RESULT_BACKEND must be the same Redis as JOBS_BROKER_URL: "
+                            "flask-jobs writes the message and its PENDING record in one atomic "
+                            "step. Leave it unset."
+                        )
+                    self._connector = Connector(
+                        self.broker_url, c["JOBS_BROKER_TRANSPORT_OPTIONS"],
+                        socket_connect_timeout=float(c["JOBS_BROKER_CONNECT_TIMEOUT"]),
+                        socket_timeout=float(c["JOBS_BROKER_TIMEOUT"]),
+                        # A threaded web server may run hundreds of requests at once, each
+                        # taking a pool connection; redis-py's own default cap (100) would
+                        # refuse the 101st.
+                        max_connections=int(c["JOBS_BROKER_MAX_CONNECTIONS"]),
+                        health_check_interval=30,
+                    )
+        return self._connector
 
     @property
     def client(self) -> redis.Redis:

@@ -37,21 +37,6 @@ class ColdShutdown(BaseException):  # noqa: N818
     """Raised in the main thread to stop at once."""
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``**`` (for banners and logs)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query,
-                       parts.fragment))
-
-
 class Worker:
     """A worker process running the tasks of ``app``.
 
@@ -102,7 +87,7 @@ class Worker:
         return (
             f"-------------- {self.hostname} flask-jobs v{__version__}\n"
             f".> app:         {self.app.import_name}\n"
-            f".> broker:      {redact_url(self.state.broker_url)}\n"
+            f".> broker:      {self.state.broker_url_safe}\n"
             f".> pool:        {self.pool}\n"
             f".> concurrency: {self.concurrency}\n"
             f".> prefetch:    {self.prefetch}\n"

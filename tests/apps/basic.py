@@ -23,7 +23,8 @@ jobs = Jobs()
 
 def effects() -> redis.Redis:
     """A client of the app's Redis, for tasks to record what happened."""
-    return redis.Redis.from_url(current_app.config["JOBS_BROKER_URL"])
+    # (the app's own kind of client: the broker URL may name Sentinels, not a server)
+    return current_app.extensions["jobs"].make_client(blocking=True)
 
 
 class CustomError(Exception):

@@ -1,0 +1,216 @@
+"""Redis clients for the configured URL: a Redis server, or its current primary via Sentinel.
+
+Plain URLs (``redis://``, ``rediss://``, ``unix://``) go to :meth:`redis.Redis.from_url`. A
+Sentinel URL is written as Celery writes it, so a Celery configuration ports as it is::
+
+    JOBS_BROKER_URL = "sentinel://:password@10.0.0.1:26379/0;sentinel://10.0.0.2:26379"
+    JOBS_BROKER_TRANSPORT_OPTIONS = {"master_name": "mymaster"}
+
+Each ``;``-separated part names one Sentinel. The password (and user) and the database number
+are those of the primary; the Sentinels' own credentials go in ``sentinel_kwargs``. Every client
+made for the app asks the Sentinels for the primary when it connects, and drops its connections
+when the primary changes, so after a failover the next command goes to the new primary (a
+command caught by the failover fails once; the callers retry as after any lost connection).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+import redis
+from redis.sentinel import Sentinel
+
+from .exceptions import ImproperlyConfigured
+
+log = logging.getLogger("flask_jobs")
+
+SENTINEL_SCHEME = "sentinel://"
+
+#: ``JOBS_BROKER_TRANSPORT_OPTIONS`` keys used with Sentinel.
+SENTINEL_OPTIONS = ("master_name", "sentinel_kwargs", "min_other_sentinels")
+#: Celery transport options that mean nothing here, and why (a ported configuration may carry
+#: them: they are accepted, with a warning saying so).
+IGNORED_OPTIONS = {
+    "visibility_timeout": "tasks are leased and the leases renewed by heartbeats "
+                          "(JOBS_ORPHAN_TIMEOUT decides when a silent worker's tasks come back)",
+    "fanout_prefix": "broadcasts use one channel under JOBS_KEY_PREFIX",
+    "fanout_patterns": "broadcasts use one channel under JOBS_KEY_PREFIX",
+    "global_keyprefix": "use JOBS_KEY_PREFIX",
+    "queue_order_strategy": "queues are read in the order given to the worker, priorities 9 to 0",
+    "priority_steps": "priorities are 0-9 (9 runs first), each its own list",
+    "sep": "queue keys are named by flask-jobs (see the keys reference)",
+    "max_connections": "use JOBS_BROKER_MAX_CONNECTIONS",
+    "socket_timeout": "use JOBS_BROKER_TIMEOUT",
+    "socket_connect_timeout": "use JOBS_BROKER_CONNECT_TIMEOUT",
+    "health_check_interval": "flask-jobs checks its connections itself",
+    "polling_interval": "workers block on Redis instead of polling",
+}
+
+
+class SentinelSpec:
+    """A parsed Sentinel URL: the Sentinels' addresses and the primary's database and login."""
+
+    def __init__(self, hosts: list[tuple[str, int]], db: int, username: str | None,
+                 password: str | None, master_name: str | None) -> None:
+        self.hosts = hosts
+        self.db = db
+        self.username = username
+        self.password = password
+        #: From the URL's ``?master_name=`` (else from the transport options).
+        self.master_name = master_name
+
+
+def is_sentinel_url(url: str) -> bool:
+    """Whether ``url`` names Sentinels (``sentinel://...``) rather than a Redis server."""
+    return url.startswith(SENTINEL_SCHEME)
+
+
+def parse_sentinel_url(url: str) -> SentinelSpec:
+    """Parse ``sentinel://[user:password@]host:port[/db][?master_name=name][;sentinel://...]``.
+
+    :raises ImproperlyConfigured: a part is not a ``sentinel://host:port`` address.
+    """
+    hosts: list[tuple[str, int]] = []
+    db, username, password, master = 0, None, None, None
+    for part in url.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if not is_sentinel_url(part):
+            raise ImproperlyConfigured(
+                f"JOBS_BROKER_URL: every ';'-separated part of a Sentinel URL must start with "
+                f"'sentinel://', not {redact_url(part)!r}.")
+        pieces = urlsplit(part)
+        try:
+            port = pieces.port or 26379
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"JOBS_BROKER_URL: bad Sentinel address in "
+                                       f"{redact_url(part)!r} ({exc}).") from None
+        if not pieces.hostname:
+            raise ImproperlyConfigured(
+                f"JOBS_BROKER_URL: no host in {redact_url(part)!r}; write "
+                "'sentinel://host:26379'.")
+        hosts.append((pieces.hostname, port))
+        if pieces.password is not None and password is None:  # (the first one given)
+            password = unquote(pieces.password)
+            username = unquote(pieces.username) if pieces.username else None
+        path = pieces.path.strip("/")
+        if path:
+            if not path.isdigit():
+                raise ImproperlyConfigured(
+                    f"JOBS_BROKER_URL: the database of a Sentinel URL is a number, not {path!r}.")
+            db = int(path)
+        names = parse_qs(pieces.query).get("master_name")
+        if names:
+            master = names[0]
+    if not hosts:
+        raise ImproperlyConfigured("JOBS_BROKER_URL: a Sentinel URL names no Sentinel.")
+    return SentinelSpec(hosts, db, username, password, master)
+
+
+def check_transport_options(url: str | None, options: Any) -> None:
+    """Check ``JOBS_BROKER_TRANSPORT_OPTIONS`` against the broker URL (at ``init_app``).
+
+    Unknown keys Celery knows are accepted with a warning (a ported configuration may carry
+    them); a Sentinel URL needs a ``master_name``.
+
+    :raises ImproperlyConfigured: not a dict, a bad value, or no primary's name for Sentinel.
+    """
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise ImproperlyConfigured(
+            f"JOBS_BROKER_TRANSPORT_OPTIONS must be a dict, e.g. {{'master_name': 'mymaster'}}, "
+            f"not {options!r}.")
+    for key in options:
+        if key in IGNORED_OPTIONS:
+            log.warning("JOBS_BROKER_TRANSPORT_OPTIONS[%r] has no effect in flask-jobs: %s.", key,
+                        IGNORED_OPTIONS[key])
+        elif key not in SENTINEL_OPTIONS:
+            raise ImproperlyConfigured(
+                f"JOBS_BROKER_TRANSPORT_OPTIONS has an unknown key {key!r}; flask-jobs knows "
+                f"{', '.join(SENTINEL_OPTIONS)}.")
+    kwargs = options.get("sentinel_kwargs")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ImproperlyConfigured(
+            "JOBS_BROKER_TRANSPORT_OPTIONS['sentinel_kwargs'] must be a dict of connection "
+            f"options for the Sentinels, e.g. {{'password': '...'}}, not {type(kwargs).__name__}.")
+    if isinstance(url, str) and is_sentinel_url(url):
+        spec = parse_sentinel_url(url)
+        name = spec.master_name or options.get("master_name")
+        if not name or not isinstance(name, str):
+            raise ImproperlyConfigured(
+                "A Sentinel JOBS_BROKER_URL needs the name of the primary the Sentinels monitor: "
+                "set JOBS_BROKER_TRANSPORT_OPTIONS = {'master_name': 'mymaster'} (as in Celery), "
+                "or add '?master_name=mymaster' to the URL.")
+
+
+class Connector:
+    """Makes the Redis clients of one app for its broker URL (see the module docstring).
+
+    :param options: ``JOBS_BROKER_TRANSPORT_OPTIONS``.
+    :param common: keyword arguments for every client (timeouts, pool size, health checks).
+    """
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None, **common: Any) -> None:
+        self.url = url
+        self.options = dict(options or {})
+        self.common = common
+        self._sentinel: Sentinel | None = None
+        self._master_name = ""
+        if is_sentinel_url(url):
+            spec = parse_sentinel_url(url)
+            self._master_name = spec.master_name or self.options["master_name"]
+            # The Sentinels get the same connect and read timeouts as Redis, unless told
+            # otherwise: a Sentinel that does not answer must not hang a send.
+            sentinel_kwargs = {
+                "socket_connect_timeout": common.get("socket_connect_timeout"),
+                "socket_timeout": common.get("socket_timeout") or
+                common.get("socket_connect_timeout"),
+                **(self.options.get("sentinel_kwargs") or {}),
+            }
+            # One Sentinel manager for every client of the app: its connections to the
+            # Sentinels are shared.
+            self._sentinel = Sentinel(
+                spec.hosts, min_other_sentinels=int(self.options.get("min_other_sentinels", 0)),
+                sentinel_kwargs=sentinel_kwargs, db=spec.db, username=spec.username,
+                password=spec.password)
+
+    @property
+    def is_sentinel(self) -> bool:
+        """Whether clients reach the primary through Sentinel."""
+        return self._sentinel is not None
+
+    def client(self, **overrides: Any) -> redis.Redis:
+        """A new client (its own connection pool); ``overrides`` replace the common kwargs."""
+        kwargs = {**self.common, **overrides}
+        if self._sentinel is None:
+            return redis.Redis.from_url(self.url, **kwargs)
+        return self._sentinel.master_for(self._master_name, redis_class=redis.Redis, **kwargs)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``**`` (for banners, logs and errors); each part of
+    a ``;``-separated Sentinel URL is redacted."""
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:  # unparsable: show nothing that could be a secret
+        return f"{parts.scheme}://**"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        host = f"{host}:{port}"
+    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query,
+                       parts.fragment))
