@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis
+from redis.exceptions import MasterDownError, ReadOnlyError
 from redis.sentinel import Sentinel
 
 from .exceptions import ImproperlyConfigured
@@ -48,6 +49,63 @@ IGNORED_OPTIONS = {
     "health_check_interval": "flask-jobs checks its connections itself",
     "polling_interval": "workers block on Redis instead of polling",
 }
+
+
+#: Error replies that say "this server cannot serve us any more", not "this command is wrong":
+#: READONLY (a write to a primary demoted to replica by a failover), UNBLOCKED (a blocking read
+#: cut short by that demotion), MASTERDOWN (a replica whose primary is gone). redis-py raises
+#: them as plain replies (its Sentinel connections turn only a bare READONLY into a lost
+#: connection), and a script's call carries them inside its own error.
+UNAVAILABLE_REPLIES = ("READONLY", "UNBLOCKED", "MASTERDOWN")
+
+
+def means_unavailable(exc: BaseException) -> bool:
+    """Whether a Redis error reply says the server cannot serve us now (see
+    :data:`UNAVAILABLE_REPLIES`) rather than that the command was wrong."""
+    if isinstance(exc, (ReadOnlyError, MasterDownError)):  # (redis-py strips their codes)
+        return True
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    if getattr(exc, "status_code", None) in UNAVAILABLE_REPLIES:
+        return True
+    message = str(exc)  # a bare reply, or one inside a script's error
+    return any(message.startswith(code) or f"-{code} " in message
+               for code in UNAVAILABLE_REPLIES)
+
+
+class _FailoverAware:
+    """Mixed into the connection class of every client: a reply that means the server cannot
+    serve us any more closes the connection and is raised as :class:`redis.ConnectionError`.
+
+    Every caller already treats a lost connection as "back off, reconnect, carry on", and a
+    reconnection finds the new primary (through Sentinel, or the DNS name of a managed service
+    that follows it). Without this, a worker whose Redis was demoted under it by a failover
+    died on the ``READONLY`` error of its next claim.
+    """
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except redis.ResponseError as exc:
+            if not means_unavailable(exc):
+                raise
+            self.disconnect()  # type: ignore[attr-defined]
+            raise redis.ConnectionError(f"Redis cannot serve this connection any more "
+                                        f"({str(exc)[:200]}); reconnecting") from exc
+
+
+_aware_classes: dict[type, type] = {}
+
+
+def _failover_aware(cls: type) -> type:
+    """``cls`` with :class:`_FailoverAware` mixed in (one subclass per class, made once)."""
+    if issubclass(cls, _FailoverAware):
+        return cls
+    aware = _aware_classes.get(cls)
+    if aware is None:
+        aware = _aware_classes[cls] = type(f"FailoverAware{cls.__name__}", (_FailoverAware, cls),
+                                           {"__module__": __name__})
+    return aware
 
 
 class SentinelSpec:
@@ -188,8 +246,14 @@ class Connector:
         """A new client (its own connection pool); ``overrides`` replace the common kwargs."""
         kwargs = {**self.common, **overrides}
         if self._sentinel is None:
-            return redis.Redis.from_url(self.url, **kwargs)
-        return self._sentinel.master_for(self._master_name, redis_class=redis.Redis, **kwargs)
+            client = redis.Redis.from_url(self.url, **kwargs)
+        else:
+            client = self._sentinel.master_for(self._master_name, redis_class=redis.Redis,
+                                               **kwargs)
+        # (before any connection is made: the pool makes them all from this class)
+        pool = client.connection_pool
+        pool.connection_class = _failover_aware(pool.connection_class)
+        return client
 
 
 def redact_url(url: str) -> str:

@@ -311,3 +311,37 @@ def test_worker_survives_redis_restart(pool):
             assert w.stop() == 0
     finally:
         server.stop()
+
+
+
+@pytest.mark.parametrize("pool", [["-P", "solo"], ["-P", "prefork", "-c", "2"],
+                                  ["-P", "threads", "-c", "2"]],
+                         ids=["solo", "prefork", "threads"])
+def test_worker_survives_its_redis_being_demoted_to_a_replica(pool):
+    from flask_jobs.embedded import RedisServer
+    from flask_jobs.exceptions import BrokerUnavailable
+
+    # Given a worker on a Redis that it has already used (and another Redis)
+    server, other = RedisServer().start(), RedisServer().start()
+    try:
+        with worker_on(server.url, *pool) as w, app_on(server.url):
+            assert basic.add.delay(1, 1).get(timeout=10) == 2
+            # When a failover demotes its Redis to a replica under it, connections left open
+            # (as behind a managed service's endpoint): writes get READONLY, and blocked reads
+            # are cut short with UNBLOCKED
+            direct = server.client()
+            direct.replicaof("127.0.0.1", other.port)
+            wait_for(lambda: "Redis cannot serve this connection any more" in w.output(), 15,
+                     "the worker to see the demotion")
+            # Expect a send to fail with a clear error meanwhile, ...
+            with pytest.raises(BrokerUnavailable, match="Nothing was queued"):
+                basic.add.delay(0, 0)
+            # ... and once its Redis is a primary again, the worker to carry on, alive
+            direct.replicaof("no", "one")
+            results = [basic.add.delay(i, 1) for i in range(3)]
+            assert [r.get(timeout=30) for r in results] == [1, 2, 3]
+            assert w.proc.poll() is None
+            assert w.stop() == 0
+    finally:
+        server.stop()
+        other.stop()
