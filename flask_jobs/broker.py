@@ -100,7 +100,8 @@ class Broker:
             under. A message object that comes more than once in ``messages`` (a signature
             repeated in a group, encoded once) is sent each time after the first under a fresh
             random id, made chunk by chunk while Redis runs the previous chunk.
-        :raises BrokerUnavailable: Redis did not answer in time; the caller should answer 503.
+        :raises BrokerUnavailable: Redis did not answer in time, or refused the credentials; the
+            caller should answer 503.
         """
         check, reconnected, loaded = "", False, False
         seen: set[int] = set()  # id(message) of the messages named already (kept on a resend)
@@ -113,6 +114,8 @@ class Broker:
                         raise
                     loaded = True  # Redis restarted or SCRIPT FLUSH: nothing ran
                     self.direct.load(self._enqueue.script)
+                except redis.AuthenticationError:
+                    raise  # (a ConnectionError too) sending again can't fix a wrong password
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     if reconnected:
                         raise
@@ -120,6 +123,11 @@ class Broker:
                     # The first send may have run before the connection dropped: check ids.
                     check = "1"
                     log.info("Redis connection lost while queueing (%s); sending again", exc)
+        except redis.AuthenticationError as exc:
+            raise BrokerUnavailable(
+                f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
+                f"accept the user name or password ({exc}). Nothing was queued; check JOBS_BROKER_URL."
+            ) from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerUnavailable(
                 f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
