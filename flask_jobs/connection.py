@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.exceptions import MasterDownError, ReadOnlyError
@@ -257,8 +257,9 @@ class Connector:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``**`` (for banners, logs and errors); each part of
-    a ``;``-separated Sentinel URL is redacted."""
+    """``url`` with its secrets replaced by ``**`` (for banners, logs and errors): the password
+    of its user part, and query options that hold one (``password``, ``ssl_password``, anything
+    named like a secret). Each part of a ``;``-separated Sentinel URL is redacted."""
     if ";" in url:
         return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
@@ -266,15 +267,30 @@ def redact_url(url: str) -> str:
         password = parts.password
     except ValueError:  # unparsable: show nothing that could be a secret
         return f"{parts.scheme}://**"
-    if password is None:
+    netloc = parts.netloc
+    if password is not None:
+        # Only the text after the user part's ':' changes, so the host (IPv6 brackets, port)
+        # stays exactly as written.
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:**@{hostport}"
+    query = parts.query
+    if query:
+        query = "&".join(_redact_option(option) for option in query.split("&"))
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        host = f"{host}:{port}"
-    return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query,
-                       parts.fragment))
+    # (by hand, not urlunsplit: that drops the '//' of 'unix:///path')
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def _redact_option(option: str) -> str:
+    name, sep, value = option.partition("=")
+    if sep and value and any(word in name.lower() for word in _SECRET_WORDS):
+        return f"{name}=**"
+    return option
+
+
+#: Query option names holding a secret contain one of these (redis-py reads ``password`` and
+#: ``ssl_password`` from the query string).
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")

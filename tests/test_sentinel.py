@@ -161,6 +161,11 @@ def test_sentinel_url_parsing_and_redaction():
     shown = redact_url(url)
     assert "s3cret" not in shown and "pw" not in shown
     assert shown == "sentinel://:**@10.0.0.1:26379/2;sentinel://10.0.0.2;sentinel://u:**@h3:26380"
+    # (the host stays as written; secrets in the query string are hidden too)
+    assert redact_url("redis://u:p@[::1]:6379/0") == "redis://u:**@[::1]:6379/0"
+    assert redact_url("unix:///r.sock?db=1&password=zz") == "unix:///r.sock?db=1&password=**"
+    assert redact_url("rediss://h/0?ssl_password=k&ssl_ca_certs=/ca") == (
+        "rediss://h/0?ssl_password=**&ssl_ca_certs=/ca")
     with pytest.raises(ImproperlyConfigured, match="must start with 'sentinel://'"):
         parse_sentinel_url("sentinel://a:1;redis://:s3cret@b:2")
     with pytest.raises(ImproperlyConfigured) as info:
