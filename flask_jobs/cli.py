@@ -9,6 +9,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo, pass_script_info
 
+from .exceptions import BrokerUnavailable
 from .worker.main import POOLS
 
 jobs_cli = AppGroup("jobs", help="Run flask-jobs workers and inspect queues.")
@@ -52,7 +53,11 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
                         max_tasks_per_child=max_tasks_per_child,
                         shutdown_timeout=shutdown_timeout)
         click.echo(worker.banner())
-    sys.exit(worker.start())
+    try:
+        code = worker.start()
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None  # the reason, without a traceback
+    sys.exit(code)
 
 
 @jobs_cli.command("queues")

@@ -34,6 +34,7 @@ _INTEGERS = {
     "JOBS_WORKER_PREFETCH": (1, None, False),
     "JOBS_WORKER_CONCURRENCY": (1, None, True),
     "JOBS_TASK_DEFAULT_PRIORITY": (0, 9, False),
+    "JOBS_BROKER_CONNECTION_MAX_RETRIES": (0, None, True),
 }
 _NAMES = ("JOBS_KEY_PREFIX", "JOBS_TASK_DEFAULT_QUEUE", "JOBS_TIMEZONE")
 _URL_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "embedded:")
@@ -80,6 +81,9 @@ def check_config(config: Mapping[str, Any]) -> None:
     micros = 0.0 if poll is None else _number(poll)
     if micros is None or micros < 0:
         raise _fail("JOBS_BROKER_BUSY_POLL", poll, "microseconds, 0 or more (0 or None: off)")
+    flag = config["JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP"]
+    if not isinstance(flag, bool):
+        raise _fail("JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP", flag, "True or False")
     prefix = config["JOBS_URL_PREFIX"]
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         raise _fail("JOBS_URL_PREFIX", prefix, "a URL path starting with '/', e.g. '/jobs'")

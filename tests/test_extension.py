@@ -259,6 +259,9 @@ def test_default_queue_and_priority_config(jobs_redis_url, jobs_redis):
     ("JOBS_URL_PREFIX", "jobs", "a URL path starting with '/'"),
     ("JOBS_BROKER_URL", "http://localhost", "a Redis URL"),
     ("JOBS_BROKER_BUSY_POLL", "fast", "microseconds"),
+    ("JOBS_BROKER_CONNECTION_MAX_RETRIES", -1, "a whole number of 0 or more (or None)"),
+    ("JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP", "yes", "True or False"),
+    ("JOBS_BROKER_TRANSPORT_OPTIONS", ["master_name"], "a dict"),
 ])
 def test_bad_config_stops_init_app_naming_the_key(key, value, expected):
     app = Flask(__name__)

@@ -205,3 +205,35 @@ def test_round_trip_on_system_redis_7():
     if redis_server_version(path)[0] < 7:
         pytest.skip(f"the system redis-server is {redis_server_version(path)}, not 7.x")
     assert _round_trip(path).startswith("7.")
+
+
+def test_worker_started_before_redis_waits_for_it():
+    from flask_jobs.embedded import _free_port
+
+    # Given a worker started before its Redis (containers starting together)
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with worker_on(url, "-P", "solo", ready=False) as w:
+        wait_for(lambda: "Trying again in" in w.output(), 15, "the worker to wait for Redis")
+        # When Redis comes up
+        server = RedisServer(port=port).start()
+        try:
+            # Expect the worker to connect, start and run tasks
+            w.wait_ready(30)
+            with app_on(url):
+                assert basic.add.delay(2, 2).get(timeout=10) == 4
+        finally:
+            server.stop()
+
+
+def test_worker_that_cannot_reach_redis_exits_with_the_reason():
+    # Given a Redis that never comes, and one retry allowed
+    url = "redis://:s3cret@127.0.0.1:1/0"
+    with worker_on(url, "-P", "solo", env={"JOBS_BROKER_CONNECTION_MAX_RETRIES": "1"},
+                   ready=False) as w:
+        # Expect the worker to give up with the reason, no traceback, and no password
+        assert w.proc.wait(30) == 1
+        out = w.output()
+    assert "Error: Cannot connect to Redis at redis://:**@127.0.0.1:1/0" in out
+    assert "(tried 2 times)" in out
+    assert "Traceback" not in out and "s3cret" not in out

@@ -98,14 +98,64 @@ class Worker:
     # -- running -----------------------------------------------------------------------------
 
     def start(self) -> int:
-        """Run until stopped; returns the exit code."""
-        self.state.client.ping()  # fail fast on a bad URL, before any fork
+        """Run until stopped; returns the exit code.
+
+        :raises BrokerUnavailable: Redis could not be reached at start (see
+            :meth:`connect_at_start`).
+        """
+        self.connect_at_start()  # before any fork
         self.state.broker.register_rate_limits(self.state.jobs.tasks)
         if self.pool == "prefork":
             from .prefork import PreforkSupervisor
 
             return PreforkSupervisor(self).run()
         return self._run_in_process()
+
+    def connect_at_start(self) -> None:
+        """Reach Redis before anything else, as Celery's worker does
+        (:data:`JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP`): a Redis that is not up yet, e.g.
+        started at the same time in a container setup, is waited for with growing pauses (1, 2,
+        4... up to 10 s), a log line each, for :data:`JOBS_BROKER_CONNECTION_MAX_RETRIES`
+        attempts. Refused credentials or TLS settings stop the worker at once: waiting cannot
+        fix them.
+
+        :raises BrokerUnavailable: with the reason and the URL (secrets hidden).
+        """
+        import ssl
+
+        import redis
+
+        from ..exceptions import BrokerUnavailable
+
+        config = self.state.config
+        retries = config["JOBS_BROKER_CONNECTION_MAX_RETRIES"]
+        if not config["JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP"]:
+            retries = 0
+        where = self.state.broker_url_safe
+        attempt = 0
+        while True:
+            try:
+                self.state.client.ping()
+                return
+            except redis.AuthenticationError as exc:
+                raise BrokerUnavailable(f"Redis at {where} refused the user name or password "
+                                        f"({exc}); check JOBS_BROKER_URL.") from None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                reason = str(exc).rstrip(".")
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, ssl.SSLError) or "SSL" in str(exc):
+                    raise BrokerUnavailable(f"Cannot connect to Redis at {where}: the TLS "
+                                            f"handshake failed ({reason}).") from None
+                attempt += 1
+                if retries is not None and attempt > int(retries):
+                    raise BrokerUnavailable(f"Cannot connect to Redis at {where}: {reason}"
+                                            + (f" (tried {attempt} times)" if attempt > 1 else "")
+                                            ) from None
+                pause = min(10.0, 2.0 ** (attempt - 1))
+                log.warning("Cannot connect to Redis at %s: %s. Trying again in %gs (attempt "
+                            "%d of %s)...", where, reason, pause, attempt,
+                            "unlimited" if retries is None else retries)
+                time.sleep(pause)  # (Ctrl-C stops it: no signal handlers are installed yet)
 
     def _run_in_process(self) -> int:
         limits: Any = {"solo": signal_limits, "threads": thread_limits,
