@@ -43,7 +43,7 @@ from urllib.parse import urlparse
 import redis
 
 from bench.anchors import _keys
-from bench.harness import LATENCY_SPACING, percentile, rss_mb
+from bench.harness import paced, percentile, rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,11 +240,7 @@ def wake_floor(redis_url: str, n: int, extra_env: dict[str, str] | None = None) 
         _collect(r, f"{prefix}:ready", 1, READY_TIMEOUT, procs)
         for phase_n in (min(20, n), n):  # warm-up round, then the measured one
             r.delete(_keys.LAT_KEY)
-            t0 = time.perf_counter()
-            for i in range(phase_n):
-                delay = t0 + i * LATENCY_SPACING - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)  # pacing, as in wl_latency (not synchronisation)
+            for _ in paced(phase_n):  # (as wl_latency sends)
                 r.rpush(key, repr(time.time()))
             r.rpush(key, "sync")
             _collect(r, f"{prefix}:synced", 1, RUN_TIMEOUT, procs)

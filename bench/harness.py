@@ -63,6 +63,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -465,6 +466,17 @@ def wl_drain_multi(
     return {"value": ok[best], "unit": "tasks/s", "config": best, "n": n, "tried": tried}
 
 
+def paced(n: int, spacing: float = LATENCY_SPACING) -> Iterator[int]:
+    """Yield 0 .. n-1, the i-th at ``i * spacing`` seconds after the first (the pacing of the
+    latency workloads: it measures wake-ups of an idle process, so sends must not bunch)."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        delay = t0 + i * spacing - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)  # pacing, not synchronisation
+        yield i
+
+
 def wl_latency(adapter: Adapter, r: redis.Redis, n: int, **_) -> dict:
     """Workload 4: n latency tasks sent 20 ms apart to an idle solo worker; the task
     records its start time minus the send time (taken just before the enqueue call)."""
@@ -473,11 +485,7 @@ def wl_latency(adapter: Adapter, r: redis.Redis, n: int, **_) -> dict:
         wait_ready(adapter, r, procs)
         for phase_n in (min(20, n), n):  # warm-up round, then the measured one
             r.delete(_keys.LAT_KEY)
-            t0 = time.perf_counter()
-            for i in range(phase_n):
-                delay = t0 + i * LATENCY_SPACING - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
+            for _ in paced(phase_n):
                 adapter.enqueue_latency(time.time())
             wait_for(lambda k=phase_n: r.llen(_keys.LAT_KEY) >= k, 30, procs, "all latency tasks")
         lat = sorted(float(v) * 1000 for v in r.lrange(_keys.LAT_KEY, 0, -1))

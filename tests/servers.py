@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.parse
@@ -20,7 +19,13 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask_jobs.embedded import RedisServer, RedisServerError, RedisServerNotFound, find_redis_server
+from flask_jobs.embedded import (
+    RedisServer,
+    RedisServerError,
+    RedisServerNotFound,
+    _free_port,
+    find_redis_server,
+)
 
 #: The ACL user the app connects as, and its password.
 ACL_USER = "jobs"
@@ -31,19 +36,6 @@ ADMIN_PASSWORD = "admin-only-pw"
 
 # Longest unix socket path (sun_path is 108 bytes on Linux, 104 on macOS, with the NUL).
 _MAX_SOCKET_PATH = 103
-# Never pick the default Redis port: the machine's own Redis may listen there.
-_DEFAULT_REDIS_PORT = 6379
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != _DEFAULT_REDIS_PORT:
-            return port
-
 
 #: What :data:`ACL_USER` may touch: the keys and channels under the default
 #: ``JOBS_KEY_PREFIX`` (flask-jobs promises to use no others), and the test's own keys under
@@ -174,7 +166,7 @@ def tls_server(directory: Path, certs: Certs) -> tuple[RedisServer, int]:
     tried = []
     for executable in redis_server_candidates():
         for _ in range(3):  # a port picked by bind(0) may be taken before redis binds it
-            port = free_port()
+            port = _free_port()
             socket_dir, own_dir = _socket_dir(directory)
             server = RedisServer(
                 unix_socket=os.path.join(socket_dir, "admin.sock"),

@@ -66,11 +66,9 @@ def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process, poo
     assert [s[0] for s in starts(jobs_redis)] == [blocker.id, first.id]
 
 
-@pytest.mark.parametrize("pool", ONE_CONSUMER_POOLS)
-def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, worker_process,
-                                                               pool):
-    # Given a worker running a task with another one claimed in its buffer
-    w = worker_process(*pool, "--prefetch", "2")
+def _running_one_with_a_victim_buffered(jobs_redis):
+    """With a one-consumer worker (prefetch 2) started: get it running a task that holds until
+    ``gate:2`` is pushed, with another task (the victim) claimed in its buffer behind it."""
     basic.hold_until_released.delay("gate:1")
     wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the first task to start")
     second, victim = group(basic.hold_until_released.s("gate:2"),
@@ -78,6 +76,15 @@ def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, 
     jobs_redis.rpush("gate:1", 1)
     wait_for(lambda: len(starts(jobs_redis)) == 2, 10, "the second task to start")
     assert victim.id in next(iter(active_entries(jobs_redis).values()))
+    return second, victim
+
+
+@pytest.mark.parametrize("pool", ONE_CONSUMER_POOLS)
+def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, worker_process,
+                                                               pool):
+    # Given a worker running a task with another one claimed in its buffer
+    w = worker_process(*pool, "--prefetch", "2")
+    second, victim = _running_one_with_a_victim_buffered(jobs_redis)
     # When its subscription to broadcasts is cut, and the buffered task is revoked meanwhile
     # (the broadcast reaches nobody: the worker waits before it subscribes again)
     jobs_redis.client_kill_filter(_type="pubsub")
@@ -101,13 +108,7 @@ def test_revoke_is_not_missed_when_the_subscription_dies_silently(app, jobs_redi
     # Given a worker (whose connections all go through a proxy) running a task, with another
     # one claimed in its buffer
     proxied_worker(config={"JOBS_BROKER_TIMEOUT": 1.0}, concurrency=1, prefetch=2)
-    basic.hold_until_released.delay("gate:1")
-    wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the first task to start")
-    second, victim = group(basic.hold_until_released.s("gate:2"),
-                           basic.sleep_and_record.s(0)).apply_async()
-    jobs_redis.rpush("gate:1", 1)
-    wait_for(lambda: len(starts(jobs_redis)) == 2, 10, "the second task to start")
-    assert victim.id in next(iter(active_entries(jobs_redis).values()))
+    second, victim = _running_one_with_a_victim_buffered(jobs_redis)
     # When its subscription to broadcasts goes silent without a reset (as when a NAT drops an
     # idle connection), and the buffered task is revoked: the broadcast reaches nobody
     assert proxy.freeze(b"SUBSCRIBE") == 1
