@@ -196,6 +196,11 @@ def check_transport_options(url: str | None, options: Any) -> None:
         raise ImproperlyConfigured(
             "JOBS_BROKER_TRANSPORT_OPTIONS['sentinel_kwargs'] must be a dict of connection "
             f"options for the Sentinels, e.g. {{'password': '...'}}, not {type(kwargs).__name__}.")
+    others = options.get("min_other_sentinels", 0)
+    if isinstance(others, bool) or not isinstance(others, int) or others < 0:
+        raise ImproperlyConfigured(
+            "JOBS_BROKER_TRANSPORT_OPTIONS['min_other_sentinels'] must be a whole number of 0 or "
+            f"more, not {others!r}.")
     if isinstance(url, str) and is_sentinel_url(url):
         spec = parse_sentinel_url(url)
         name = spec.master_name or options.get("master_name")

@@ -149,6 +149,9 @@ def test_unknown_and_celery_only_transport_options():
                           "JOBS_BROKER_TRANSPORT_OPTIONS": {"visibilty_timeout": 3600}})
     with pytest.raises(ImproperlyConfigured, match="must be a dict"):
         basic.create_app({"JOBS_BROKER_URL": url, "JOBS_BROKER_TRANSPORT_OPTIONS": "x"})
+    with pytest.raises(ImproperlyConfigured, match="'min_other_sentinels'"):
+        basic.create_app({"JOBS_BROKER_URL": url,
+                          "JOBS_BROKER_TRANSPORT_OPTIONS": {"min_other_sentinels": "two"}})
 
 
 def test_sentinel_url_parsing_and_redaction():
