@@ -43,7 +43,7 @@ from urllib.parse import urlparse
 import redis
 
 from bench.anchors import _keys
-from bench.harness import paced, percentile, rss_mb
+from bench.harness import latency_summary, paced, rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,13 +250,7 @@ def wake_floor(redis_url: str, n: int, extra_env: dict[str, str] | None = None) 
     finally:
         _kill(procs)
         _forget(r, f"{prefix}:ready", f"{prefix}:synced", key, _keys.LAT_KEY)
-    return {
-        "p50_ms": percentile(lat, 50),
-        "p99_ms": percentile(lat, 99),
-        "max_ms": lat[-1],
-        "unit": "ms",
-        "n": len(lat),
-    }
+    return latency_summary(lat)
 
 
 def import_rss_floor(extra_env: dict[str, str] | None = None) -> dict:

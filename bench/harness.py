@@ -491,13 +491,17 @@ def wl_latency(adapter: Adapter, r: redis.Redis, n: int, **_) -> dict:
         lat = sorted(float(v) * 1000 for v in r.lrange(_keys.LAT_KEY, 0, -1))
     finally:
         stop_workers(procs)
+    return {**latency_summary(lat), "config": "solo"}
+
+
+def latency_summary(lat: list[float]) -> dict:
+    """p50, p99 and max of sorted latencies in ms (the latency rows and their floor)."""
     return {
         "p50_ms": percentile(lat, 50),
         "p99_ms": percentile(lat, 99),
         "max_ms": lat[-1],
         "unit": "ms",
         "n": len(lat),
-        "config": "solo",
     }
 
 
