@@ -261,6 +261,11 @@ class Connector:
         return client
 
 
+#: Query option names holding a secret contain one of these (redis-py reads ``password`` and
+#: ``ssl_password`` from the query string).
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")
+
+
 def redact_url(url: str) -> str:
     """``url`` with its secrets replaced by ``**`` (for banners, logs and errors): the password
     of its user part, and query options that hold one (``password``, ``ssl_password``, anything
@@ -294,8 +299,3 @@ def _redact_option(option: str) -> str:
     if sep and value and any(word in name.lower() for word in _SECRET_WORDS):
         return f"{name}=**"
     return option
-
-
-#: Query option names holding a secret contain one of these (redis-py reads ``password`` and
-#: ``ssl_password`` from the query string).
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")

@@ -13,12 +13,16 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from .. import signals
+from ..exceptions import BrokerUnavailable
 from ..execution import Terminated
 from .consumer import Consumer, Runtime, Wakeup, flusher
 from .control import LISTEN_TIMEOUT
@@ -121,12 +125,6 @@ class Worker:
 
         :raises BrokerUnavailable: with the reason and the URL (secrets hidden).
         """
-        import ssl
-
-        import redis
-
-        from ..exceptions import BrokerUnavailable
-
         config = self.state.config
         retries = config["JOBS_BROKER_CONNECTION_MAX_RETRIES"]
         if not config["JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP"]:
