@@ -349,6 +349,24 @@ def _raise_interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def compile_sources() -> None:
+    """Byte-compile flask-jobs and the benchmark's own modules before any worker starts.
+
+    pip byte-compiles what it installs from a wheel, so every anchor (and flask-jobs for a
+    user) imports ready ``.pyc`` files; an editable checkout has none, and with
+    ``PYTHONDONTWRITEBYTECODE`` set none is ever written, so every worker would compile
+    flask-jobs from source at start-up. The compiler's garbage stays in the worker's heap:
+    about 1.4 MB more RSS in the solo-worker row than the same code installed from a wheel.
+    """
+    import compileall
+
+    for package in ("flask_jobs", "bench"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            for folder in spec.submodule_search_locations:
+                compileall.compile_dir(folder, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -386,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     libs = list(modules)
     plan = QUICK if args.quick else FULL
 
+    compile_sources()
     for old in LOG_DIR.glob("*.log"):  # worker logs of this run only
         old.unlink()
     token = uuid.uuid4().hex

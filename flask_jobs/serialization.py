@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import importlib.util
 import json
 import pickle
 import uuid
@@ -83,15 +84,22 @@ def _json_loads(data: bytes) -> Any:
 
 
 def _msgpack_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]] | None:
-    try:
-        import msgpack
-    except ImportError:
+    """msgpack's dumps and loads if msgpack is installed, else None.
+
+    msgpack itself is imported at the first message that uses it, not here: most apps never do,
+    and every worker process would carry the module (~0.3 MB) for nothing.
+    """
+    if importlib.util.find_spec("msgpack") is None:
         return None
 
     def dumps(value: Any) -> bytes:
+        import msgpack
+
         return msgpack.packb(value, default=_json_default, use_bin_type=True)
 
     def loads(data: bytes) -> Any:
+        import msgpack
+
         return msgpack.unpackb(data, object_hook=_json_hook, raw=False, strict_map_key=False)
 
     return dumps, loads

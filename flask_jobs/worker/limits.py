@@ -9,7 +9,6 @@ prefork pool the parent also kills a child that is still stuck (in C code) after
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import threading
 from collections.abc import Callable
@@ -51,6 +50,8 @@ def signal_limits(soft: float | None, hard: float | None) -> Disarm:
 
 def raise_in_thread(thread_id: int, exc: type[BaseException]) -> bool:
     """Raise ``exc`` asynchronously in another Python thread (at its next bytecode)."""
+    import ctypes  # here, not at the top: only the threads pool needs it (~0.4 MB per worker)
+
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
                                                       ctypes.py_object(exc))
     return done == 1
