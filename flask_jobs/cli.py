@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -12,7 +14,13 @@ from flask.cli import AppGroup, ScriptInfo, pass_script_info
 from .exceptions import BrokerUnavailable
 from .worker.main import POOLS
 
+if TYPE_CHECKING:
+    from .inspection import Inspect
+
 jobs_cli = AppGroup("jobs", help="Run flask-jobs workers and inspect queues.")
+
+#: What ``flask jobs inspect`` can show (methods of :class:`~flask_jobs.inspection.Inspect`).
+INSPECT_METHODS = ("active", "reserved", "registered", "stats", "ping")
 
 
 @jobs_cli.command("worker", with_appcontext=False)
@@ -73,6 +81,65 @@ def queues_command() -> None:
     click.echo(f"dead letters: {client.llen(state.keys.dead_letters)}")
     for key, value in sorted(broker.stats().items()):
         click.echo(f"{key}: {value}")
+
+
+@jobs_cli.command("status")
+def status_command() -> None:
+    """List the live workers, as ``celery status``; exit 1 when none is online."""
+    stats = _inspector(None).stats()
+    if not stats:
+        raise click.ClickException("No worker is online.")
+    for name, s in stats.items():
+        queues = ", ".join(s.get("queues") or [])
+        click.echo(f"{name}: OK  (pid {s.get('pid')}, {s.get('pool')} -c {s.get('concurrency')}, "
+                   f"queues {queues}, {s['active']} held)")
+    click.echo(f"\n{len(stats)} node{'' if len(stats) == 1 else 's'} online.")
+
+
+@jobs_cli.command("inspect")
+@click.argument("method", type=click.Choice(INSPECT_METHODS))
+@click.option("-d", "--destination", help="Comma-separated worker names (default: every live "
+              "worker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the reply as one JSON object.")
+def inspect_command(method: str, destination: str | None, as_json: bool) -> None:
+    """Show what the live workers run, hold or can do, as ``celery inspect``.
+
+    METHOD is ``active`` (running now), ``reserved`` (prefetched, not started), ``registered``
+    (task names), ``stats`` (settings and how many tasks each holds) or ``ping``. Exits 1 when
+    no worker (of ``--destination``) is online.
+    """
+    names = [d.strip() for d in destination.split(",") if d.strip()] if destination else None
+    reply = getattr(_inspector(names), method)()
+    if not reply:
+        raise click.ClickException("No worker is online." if names is None else
+                                   f"No worker is online named {', '.join(names)}.")
+    if as_json:
+        click.echo(json.dumps(reply, indent=2, default=str))
+        return
+    for name, value in reply.items():
+        click.echo(f"-> {name}: OK")
+        if method in ("active", "reserved"):
+            for t in value:
+                args = json.dumps(t["args"], default=str)
+                kwargs = json.dumps(t["kwargs"], default=str)
+                since = "" if t["time_start"] is None else " since " + time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(t["time_start"]))
+                click.echo(f"    * {t['id']} {t['name']}(args={args}, kwargs={kwargs}) "
+                           f"{t['state']}{since}")
+            if not value:
+                click.echo("    - empty -")
+        elif method == "registered":
+            for task_name in value:
+                click.echo(f"    * {task_name}")
+        elif method == "stats":
+            for line in json.dumps(value, indent=2, default=str).splitlines():
+                click.echo(f"    {line}")
+        else:
+            click.echo("    pong")
+
+
+def _inspector(destination: list[str] | None) -> Inspect:
+    return current_app.extensions["jobs"].jobs.control.inspect(destination=destination)
 
 
 @jobs_cli.command("purge")

@@ -1,8 +1,9 @@
 """``jobs.control``: Celery's remote-control calls that a Flask app makes, on Redis.
 
-Celery's ``app.control.revoke(...)`` and ``app.control.purge()`` port as ``jobs.control.revoke``
-and ``jobs.control.purge``. Workers need no reply channel for these: a revoke is recorded in
-Redis (and broadcast for ``terminate``), a purge happens inside Redis.
+Celery's ``app.control.revoke(...)``, ``app.control.purge()`` and ``app.control.inspect()`` port
+as ``jobs.control.revoke``, ``jobs.control.purge`` and ``jobs.control.inspect``. Workers need no
+reply channel for these: a revoke is recorded in Redis (and broadcast for ``terminate``), a purge
+happens inside Redis, and an inspection reads what the workers keep there.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .extension import Jobs
+    from .inspection import Inspect
 
 
 class Control:
-    """Revoke tasks by id and discard queued tasks, for the current app (or ``app``)."""
+    """Revoke tasks by id, discard queued tasks and inspect workers, for the current app (or
+    ``app``)."""
 
     def __init__(self, jobs: Jobs, app: Flask | None = None) -> None:
         self.jobs = jobs
@@ -58,3 +61,16 @@ class Control:
                 if not isinstance(name, str) or not name:
                     raise TypeError(f"purge() takes queue names (str), not {name!r}")
         return broker.purge(names)
+
+    def inspect(self, destination: str | Iterable[str] | None = None,
+                **_ignored: Any) -> Inspect:
+        """What the live workers run, hold and can run, as Celery's ``app.control.inspect()``.
+
+        :param destination: only these worker names (``-n``); default every live worker.
+
+        Celery's ``timeout=`` and ``limit=`` are accepted and ignored: the answer is read from
+        Redis, not awaited from the workers (see :class:`~flask_jobs.inspection.Inspect`).
+        """
+        from .inspection import Inspect
+
+        return Inspect(self.jobs.state(self.app), destination)

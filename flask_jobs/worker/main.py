@@ -76,7 +76,9 @@ class Worker:
         self.name = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
         self.info = {"hostname": self.hostname, "pid": os.getpid(), "pool": pool,
                      "concurrency": self.concurrency, "queues": self.queues,
-                     "started": time.time()}
+                     "prefetch": self.prefetch, "started": time.time(),
+                     # (for jobs.control.inspect().registered())
+                     "tasks": sorted(self.state.jobs.tasks)}
         self._signals_seen = 0
         self._cold_timer: threading.Timer | None = None
         self._main_hub: Any = None  # gevent pool: the hub of the consumers' thread
