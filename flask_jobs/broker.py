@@ -278,12 +278,18 @@ class Broker:
 
     def heartbeat(self, client: redis.Redis, workers: Iterable[str], info: dict[str, Any],
                   timeout_ms: int) -> None:
-        """Renew the heartbeat keys of ``workers`` and register them, in one round trip."""
+        """Renew the heartbeat keys of ``workers`` and register them, in one round trip.
+
+        The first of ``workers`` is the worker itself and gets the whole ``info`` (read by
+        :mod:`~flask_jobs.inspection`); the others, a prefork worker's children, only its
+        hostname and pid, which tie them to it: the task names are not copied per child.
+        """
         pipe = client.pipeline(transaction=False)
         payload = json.dumps(info)
+        tie = json.dumps({"hostname": info.get("hostname"), "pid": info.get("pid")})
         names = list(workers)
-        for name in names:
-            pipe.set(self.keys.heartbeat(name), payload, px=timeout_ms)
+        for i, name in enumerate(names):
+            pipe.set(self.keys.heartbeat(name), payload if i == 0 else tie, px=timeout_ms)
         if names:
             pipe.sadd(self.keys.workers, *names)
         pipe.execute()

@@ -64,7 +64,10 @@ class Inspect:
             if not isinstance(info, dict):
                 continue
             worker = (info.get("hostname") or identity, info.get("pid"))
-            processes.setdefault(worker, ([], info))[0].append(identity)
+            held, known = processes.setdefault(worker, ([], info))
+            held.append(identity)
+            if len(info) > len(known):  # the worker's own beat, not a child's (Broker.heartbeat)
+                processes[worker] = (held, info)
         found: dict[str, tuple[list[str], dict[str, Any]]] = {}
         for (hostname, pid), entry in sorted(processes.items(), key=lambda kv: str(kv[0])):
             name = str(hostname)

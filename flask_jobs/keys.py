@@ -44,8 +44,10 @@ key                            type     what it holds, and when it goes away
                                         Redis-server milliseconds. Moved to their queue by claims.
 ``P w:<worker>:active``        hash     Task id -> attempt, for each task a worker has claimed and not
                                         finished. Deleted at clean shutdown or by the reaper.
-``P hb:<worker>``              string   Worker heartbeat (JSON info), ``PX`` = orphan timeout. When it
-                                        is gone the reaper gives the worker's tasks back.
+``P hb:<worker>``              string   Worker heartbeat, ``PX`` = orphan timeout. When it is gone the
+                                        reaper gives the worker's tasks back. JSON: hostname, pid,
+                                        pool, concurrency, prefetch, queues, started, task names
+                                        (a prefork child's: hostname and pid only).
 ``P workers``                  set      Names of workers that may own active tasks.
 ``P rates``                    hash     Task name -> milliseconds between two runs, for tasks with a
                                         ``rate_limit`` (written by workers at start).

@@ -129,8 +129,9 @@ def test_arguments_in_a_refused_content_type_are_never_decoded(app, jobs_redis, 
 
 
 def test_a_prefork_worker_is_one_worker_with_its_children_tasks(app, jobs_redis, worker_process):
-    # Given a prefork worker with two children (each claims under an identity of its own)
-    worker_process("-P", "prefork", "-c", "2", "-n", "forked@test")
+    # Given a prefork worker with two children (each claims under an identity of its own),
+    # each claiming one task at a time, so each runs one of the two below
+    worker_process("-P", "prefork", "-c", "2", "--prefetch", "1", "-n", "forked@test")
     inspect = basic.jobs.control.inspect()
     wait_for(lambda: inspect.ping(), 10, "the worker")
     # When both children run a task each
