@@ -160,12 +160,9 @@ class Inspect:
         """A held task's ``(args, kwargs)``, or ``(None, None)`` if they cannot be shown."""
         if not body or not ctype:
             return None, None
-        codecs = self.state.codecs
-        content_type = ctype.decode()
-        if content_type not in codecs.accept:
-            return None, None
         try:
-            message = codecs.loads(body, content_type)
+            # Codecs.loads refuses a content type the app does not accept before decoding it
+            message = self.state.codecs.loads(body, ctype.decode())
         except Exception:
             return None, None
         if not isinstance(message, dict):
