@@ -42,11 +42,11 @@ html_show_sourcelink = False
 
 
 def check_config_documented(app, env):
-    """Warn (an error under -W) when a key of ``flask_jobs.extension.DEFAULTS`` has no
+    """Warn (an error under -W) when a key of ``flask_jobs.config.DEFAULTS`` has no
     ``.. data::`` entry in configuration.rst, or an entry names a key that doesn't exist."""
     from sphinx.util import logging
 
-    from flask_jobs.extension import DEFAULTS
+    from flask_jobs.config import DEFAULTS
 
     log = logging.getLogger("flask_jobs.docs")
     documented = {

@@ -11,17 +11,16 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
+from .config import Settings
 from .direct import DirectLine
 from .exceptions import BrokerUnavailable
-from .task import new_task_ids
-
-if TYPE_CHECKING:
-    from .extension import JobsState
-    from .task import Message
+from .keys import Keys
+from .message import Message, Write, new_task_ids, parse_rate_limit
+from .serialization import Codecs
 
 log = logging.getLogger("flask_jobs")
 
@@ -65,17 +64,27 @@ def parse_handed(payload: bytes) -> Claimed:
 
 
 class Broker:
-    """Redis operations of one app (see :class:`~flask_jobs.extension.JobsState`)."""
+    """Redis operations of one app: queue movement and the task records.
 
-    def __init__(self, state: JobsState, client: redis.Redis) -> None:
-        self.state = state
+    :param client: the app's shared client (worker threads pass their own to the worker-side
+        calls).
+    :param keys: the key names.
+    :param settings: the app's settings (expiries, delivery limit, busy polling).
+    :param codecs: the app's serializers (for :meth:`store_state`).
+    :param location: the Redis URL with secrets hidden, for error messages.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, codecs: Codecs,
+                 location: str = "Redis") -> None:
         self.client = client
-        self.keys = state.keys
-        self.base = state.keys.base
+        self.keys = keys
+        self.settings = settings
+        self.codecs = codecs
+        self.location = location
+        self.base = keys.base
         self._enqueue = client.register_script(script_source("enqueue"))
         #: Producer hot path: enqueue calls skip redis-py's pool (see :mod:`flask_jobs.direct`).
-        self.direct = DirectLine(client.connection_pool,
-                                 float(state.config["JOBS_BROKER_BUSY_POLL"] or 0))
+        self.direct = DirectLine(client.connection_pool, settings.busy_poll_us)
         self._claim = client.register_script(script_source("claim"))
         self._write = client.register_script(script_source("write"))
         self._reap = client.register_script(script_source("reap"))
@@ -125,25 +134,25 @@ class Broker:
                     log.info("Redis connection lost while queueing (%s); sending again", exc)
         except redis.AuthenticationError as exc:
             raise BrokerUnavailable(
-                f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
+                f"Could not queue the task: Redis at {self.location} did not "
                 f"accept the user name or password ({exc}). Nothing was queued; check JOBS_BROKER_URL."
             ) from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BrokerUnavailable(
-                f"Could not queue the task: Redis at {self.state.broker_url_safe} did not "
+                f"Could not queue the task: Redis at {self.location} did not "
                 f"answer ({exc}). Nothing was queued; try again later."
             ) from exc
         except redis.ResponseError as exc:
             if "OOM" not in str(exc):
                 raise
             raise BrokerUnavailable(
-                f"Could not queue the task: Redis at {self.state.broker_url_safe} is out of "
+                f"Could not queue the task: Redis at {self.location} is out of "
                 "memory (maxmemory reached). Nothing was queued; free memory or raise maxmemory."
             ) from exc
 
     def _send(self, messages: Sequence[Message], group: str, check_all: str,
               ids: list[str] | None, seen: set[int]) -> int:
-        head = (self.base, self.state.result_ttl_ms, group, check_all)
+        head = (self.base, self.settings.result_ttl_ms, group, check_all)
         if len(messages) == 1 and ids is None:  # delay(): one shape, one task
             m = messages[0]
             return int(self.direct.evalsha(self._enqueue.sha, (*head, 1, *m.shape(), 1, m.id, 1,
@@ -190,7 +199,7 @@ class Broker:
 
     def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM") -> str | None:
         """Revoke a task (see ``scripts/revoke.lua``) and tell workers; returns its state."""
-        state = self._revoke(args=[self.base, task_id, self.state.result_ttl_ms, "revoked"])
+        state = self._revoke(args=[self.base, task_id, self.settings.result_ttl_ms, "revoked"])
         self.client.publish(self.keys.control, json.dumps(
             {"op": "revoke", "id": task_id, "terminate": bool(terminate), "signal": signal}))
         return state.decode() if isinstance(state, bytes) else None
@@ -200,7 +209,7 @@ class Broker:
         """Record ``state`` for chain links that will never be sent (see ``fail_links.lua``)."""
         if not task_ids:
             return 0
-        return int(self._fail_links(args=[self.base, self.state.result_ttl_ms, state, result,
+        return int(self._fail_links(args=[self.base, self.settings.result_ttl_ms, state, result,
                                           traceback, *task_ids]))
 
     def placeholders(self, tasks: Sequence[tuple[str, str]], owner: str = "") -> int:
@@ -208,27 +217,27 @@ class Broker:
         first task is sent (see ``scripts/placeholders.lua``); returns how many were written."""
         if not tasks:
             return 0
-        args: list[Any] = [self.base, self.state.result_ttl_ms, owner]
+        args: list[Any] = [self.base, self.settings.result_ttl_ms, owner]
         for task_id, name in tasks:
             args.extend((task_id, name))
         return int(self._placeholders(args=args))
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
         """Write a state and meta to an existing record, without fencing."""
-        data = self.state.codecs.dumps(meta, self.state.result_serializer)
+        rtype = self.settings.result_serializer
+        data = self.codecs.dumps(meta, rtype)
         key = self.keys.task(task_id)
         if not self.client.exists(key):
             raise KeyError(f"Unknown task id {task_id!r}")
         pipe = self.client.pipeline()
-        pipe.hset(key, mapping={"state": state, "rtype": self.state.result_serializer,
-                                "result": data})
+        pipe.hset(key, mapping={"state": state, "rtype": rtype, "result": data})
         pipe.publish(self.keys.events(task_id), state)
         pipe.execute()
 
     # -- worker side -------------------------------------------------------------------------
 
     def claim(self, client: redis.Redis, worker: str, n: int, queues: Sequence[str],
-              writes: Sequence[Sequence[Any]] = (), inbox: int = 0,
+              writes: Sequence[Write] = (), inbox: int = 0,
               idle: bool = False, seq: int | None = None,
               dropped: list[tuple[str, str, bool]] | None = None
               ) -> tuple[list[Claimed], bool, float | None]:
@@ -248,7 +257,7 @@ class Broker:
             nothing else running in the process), whether to claim again at once (scan budget exhausted), and
             seconds until the next delayed task is due (None if none).
         """
-        st = self.state
+        st = self.settings
         args: list[Any] = [self.base, worker, n, st.max_deliveries, st.result_ttl_ms,
                            st.dead_ttl_ms, inbox, "1" if idle else "",
                            "" if seq is None else seq, len(queues), *queues, len(writes)]
@@ -268,10 +277,10 @@ class Broker:
                 dropped.append((out[i].decode(), out[i + 1].decode(), out[i + 2] == b"1"))
         return claimed, more, (next_due / 1000.0 if next_due >= 0 else None)
 
-    def write(self, client: redis.Redis, worker: str, writes: Sequence[Sequence[Any]]) -> int:
+    def write(self, client: redis.Redis, worker: str, writes: Sequence[Write]) -> int:
         """Apply a batch of worker writes; returns how many were refused as stale."""
-        args: list[Any] = [self.base, worker, self.state.result_ttl_ms, self.state.dead_ttl_ms,
-                           len(writes)]
+        args: list[Any] = [self.base, worker, self.settings.result_ttl_ms,
+                           self.settings.dead_ttl_ms, len(writes)]
         for w in writes:
             args.extend(w)
         return int(self._write(args=args, client=client))
@@ -294,15 +303,14 @@ class Broker:
             pipe.sadd(self.keys.workers, *names)
         pipe.execute()
 
-    def register_rate_limits(self, tasks: dict[str, Any]) -> None:
-        """Publish the rate limits of ``tasks`` for the claim and enqueue scripts.
+    def register_rate_limits(self, limits: dict[str, str | float | None]) -> None:
+        """Publish the rate limits of tasks (``{name: rate_limit}``, Celery's form) for the
+        claim and enqueue scripts.
 
         The limits live in Redis (``rates``: task name -> ms between runs) because they apply
         over all workers; the last worker to start wins if two disagree.
         """
-        from .task import parse_rate_limit
-
-        limited = {name: parse_rate_limit(t.rate_limit) for name, t in tasks.items()}
+        limited = {name: parse_rate_limit(limit) for name, limit in limits.items()}
         pipe = self.client.pipeline(transaction=False)
         for name, interval in limited.items():
             if interval:
@@ -326,7 +334,7 @@ class Broker:
         """The queues that hold ready tasks now, and the default queue, sorted."""
         found = {k.decode().split(":")[-2] for k in self.client.scan_iter(
             f"{self.keys.prefix}:q:*", count=1000)}
-        return sorted(found | {self.state.default_queue})
+        return sorted(found | {self.settings.default_queue})
 
     def purge(self, queues: Sequence[str]) -> int:
         """Discard every ready task of ``queues`` (see ``scripts/purge.lua``); returns how many.
@@ -339,7 +347,7 @@ class Broker:
                 taken = PURGE_CHUNK
                 while taken == PURGE_CHUNK:  # (a chunk short of full emptied the list)
                     n, taken = self._purge(args=[self.base, queue, prio,
-                                                 self.state.result_ttl_ms, PURGE_CHUNK])
+                                                 self.settings.result_ttl_ms, PURGE_CHUNK])
                     discarded += int(n)
         return discarded
 
@@ -373,22 +381,18 @@ class Broker:
         f = self.client.hmget(key, "body", "ctype", "name", "queue", "prio", "owner", "group")
         if f[0] is None:
             return False
-        from .task import Message
-
         message = Message(task_id, (f[3] or b"default").decode(), int(f[4] or 5),
                           (f[2] or b"").decode(), (f[1] or b"json").decode(), f[0], 0, 0,
                           (f[5] or b"").decode())
-        pipe = self.client.pipeline()
-        pipe.hset(key, "state", "REVOKED")  # make the record replaceable by enqueue
-        pipe.execute()
+        # The entries to remove are read before the task is queued again: a worker may
+        # dead-letter it anew before the removal, and that new entry must stay.
+        entries = [raw for raw in self.client.lrange(self.keys.dead_letters, 0, -1)
+                   if json.loads(raw).get("id") == task_id]
+        self.client.hset(key, "state", "REVOKED")  # make the record replaceable by enqueue
         self.enqueue([message])
-        self._remove_dead_letter(task_id)
+        for raw in entries:
+            self.client.lrem(self.keys.dead_letters, 1, raw)
         return True
-
-    def _remove_dead_letter(self, task_id: str) -> None:
-        for raw in self.client.lrange(self.keys.dead_letters, 0, -1):
-            if json.loads(raw).get("id") == task_id:
-                self.client.lrem(self.keys.dead_letters, 1, raw)
 
     def purge_dead_letters(self) -> int:
         """Delete every dead letter; returns how many there were."""

@@ -6,15 +6,15 @@ A signature is a task call that can be passed around (a dict, as in Celery, so i
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from flask import current_app
+
+from . import calling
+from .message import Message, build_message, new_task_id, signature_dict
 from .result import AsyncResult, GroupResult
-
-if TYPE_CHECKING:
-    from .extension import Jobs
-    from .task import Message
+from .state import AppState, Registry
 
 
 class Signature(dict):
@@ -28,7 +28,7 @@ class Signature(dict):
 
     def __init__(self, task: Any, args: Iterable[Any] | None = None,
                  kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                 app: Jobs | None = None, immutable: bool = False) -> None:
+                 app: Registry | None = None, immutable: bool = False) -> None:
         name = task if isinstance(task, str) else task.name
         if app is None and not isinstance(task, str):
             app = task.jobs
@@ -62,12 +62,11 @@ class Signature(dict):
         return bool(self.get("immutable"))
 
     @property
-    def jobs(self) -> Jobs:
+    def jobs(self) -> Registry:
         """The extension this signature sends through."""
         if self._app is None:
-            from flask import current_app
-
-            return current_app.extensions["jobs"].jobs
+            state: AppState = current_app.extensions["jobs"]
+            return state.jobs
         return self._app
 
     def clone(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
@@ -86,7 +85,9 @@ class Signature(dict):
                     **options: Any) -> AsyncResult:
         """Send it (with extra partial arguments and options)."""
         sig = self.clone(args, kwargs, **options)
-        return sig.jobs.send_task(sig.name, sig.args, sig.kwargs, **sig.options)
+        jobs = sig.jobs
+        return calling.send(jobs.state(), jobs.tasks.get(sig.name), sig.name, sig.args,
+                            sig.kwargs, sig.options)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Send it with extra partial arguments."""
@@ -98,7 +99,9 @@ class Signature(dict):
               **options: Any) -> AsyncResult:
         """Run it here, synchronously."""
         sig = self.clone(args, kwargs, **options)
-        return sig.jobs.tasks[sig.name].apply(sig.args, sig.kwargs, **sig.options)
+        state = sig.jobs.state()
+        return calling.apply_eagerly(state, state.task(sig.name), sig.args, sig.kwargs,
+                                     sig.options)
 
     def __or__(self, other: Signature) -> chain:
         return chain(self, other)
@@ -108,12 +111,13 @@ class Signature(dict):
         return f"{self.name}({call})"
 
 
-def signature(value: Any, app: Jobs | None = None) -> Signature:
+def signature(value: Any, app: Registry | None = None) -> Signature:
     """Turn a dict (as stored in a message) or a :class:`Signature` into a :class:`Signature`."""
     if isinstance(value, Signature):
         return value
-    return Signature(value["task"], value.get("args"), value.get("kwargs"),
-                     value.get("options"), app=app, immutable=bool(value.get("immutable")))
+    plain = signature_dict(value)
+    return Signature(plain["task"], plain["args"], plain["kwargs"], plain["options"], app=app,
+                     immutable=plain["immutable"])
 
 
 def chain_ids(links: Iterable[Any]) -> list[str]:
@@ -153,14 +157,12 @@ class group:  # noqa: N801 - Celery's name
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> GroupResult:
         """Send every member; returns a :class:`GroupResult`."""
-        from .task import build_message
-
         if not self.tasks:
-            return GroupResult(str(uuid.uuid4()), [])
+            return GroupResult(new_task_id(), [])
         jobs = self.tasks[0].jobs
         state = jobs.state()
-        group_id = options.pop("group_id", None) or str(uuid.uuid4())
-        if state.eager:
+        group_id = options.pop("group_id", None) or new_task_id()
+        if state.settings.always_eager:
             return GroupResult(group_id, [s.apply(args, kwargs, **options) for s in self.tasks],
                                jobs=jobs)
         messages: list[Message] = []
@@ -173,16 +175,12 @@ class group:  # noqa: N801 - Celery's name
                 messages.append(first)  # sent again under a new id (Broker.enqueue)
                 continue
             s = sig.clone(args, kwargs, **options) if extra else sig
-            message = build_message(state, jobs.tasks.get(s.name), s.name, s.args, s.kwargs,
-                                    group_id=group_id, validated=first is not None, **s.options)
+            message = build_message(state.settings, state.codecs, jobs.tasks.get(s.name), s.name,
+                                    s.args, s.kwargs, group_id=group_id,
+                                    validated=first is not None, **s.options)
             built[id(sig)] = message
             messages.append(message)
-        ids: list[str] = []  # copies get fresh ids as they are sent
-        state.broker.enqueue(messages, group_id, ids)
-        app = state.app
-        results = [AsyncResult(i, jobs=jobs, app=app, task_name=m.name)
-                   for i, m in zip(ids, messages, strict=True)]
-        return GroupResult(group_id, results, jobs=jobs, app=app)
+        return calling.send_group(state, messages, group_id)
 
     def delay(self, *args: Any, **kwargs: Any) -> GroupResult:
         """Send every member with extra partial arguments."""
@@ -194,7 +192,7 @@ class group:  # noqa: N801 - Celery's name
               **options: Any) -> GroupResult:
         """Run every member here, synchronously."""
         jobs = self.tasks[0].jobs if self.tasks else None
-        return GroupResult(str(uuid.uuid4()), [s.apply(args, kwargs, **options)
+        return GroupResult(new_task_id(), [s.apply(args, kwargs, **options)
                                                for s in self.tasks], jobs=jobs)
 
     def __len__(self) -> int:
@@ -220,9 +218,10 @@ class chain:  # noqa: N801 - Celery's name
         if not self.tasks:
             raise ValueError("An empty chain has nothing to run")
         jobs = self.tasks[0].jobs
-        if jobs.state().eager:
+        state = jobs.state()
+        if state.settings.always_eager:
             return self.apply(args, kwargs, **options)
-        ids = [str(uuid.uuid4()) for _ in self.tasks]
+        ids = [new_task_id() for _ in self.tasks]
         owner = options.get("owner")
         # Build from the end: each signature links to the next, with its id fixed in advance.
         # The owner goes with every task, so the chain's status URL (its last task's) obeys it.
@@ -238,7 +237,7 @@ class chain:  # noqa: N801 - Celery's name
         assert linked is not None
         # The later tasks read PENDING from now on, not "unknown" until the chain gets there
         # (one round trip before the first send; they expire like results if it never does).
-        jobs.state().broker.placeholders(
+        state.broker.placeholders(
             [(task_id, sig.name) for sig, task_id in zip(self.tasks[1:], ids[1:], strict=True)],
             "" if owner is None else str(owner))
         linked.apply_async(args, kwargs, **options)

@@ -11,6 +11,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo, pass_script_info
 
+from .control import Control
 from .exceptions import BrokerUnavailable
 from .worker.main import POOLS
 
@@ -139,7 +140,7 @@ def inspect_command(method: str, destination: str | None, as_json: bool) -> None
 
 
 def _inspector(destination: list[str] | None) -> Inspect:
-    return current_app.extensions["jobs"].jobs.control.inspect(destination=destination)
+    return Control(current_app.extensions["jobs"].jobs).inspect(destination=destination)
 
 
 @jobs_cli.command("purge")
@@ -158,7 +159,7 @@ def purge_command(queues: str | None, force: bool) -> None:
     if not force:
         click.confirm(f"Discard every waiting task of {', '.join(names)}? There is no undo",
                       abort=True)
-    n = state.jobs.control.purge(names)
+    n = Control(state.jobs).purge(names)
     click.echo(f"Purged {n} task(s) from {len(names)} queue(s).")
 
 
@@ -175,7 +176,7 @@ def revoke_command(task_ids: tuple[str, ...], terminate: bool, signal_name: str)
     if unknown:
         raise click.ClickException(f"unknown task id(s): {', '.join(unknown)}; nothing was "
                                    "revoked")
-    state.jobs.control.revoke(list(task_ids), terminate=terminate, signal=signal_name)
+    Control(state.jobs).revoke(list(task_ids), terminate=terminate, signal=signal_name)
     for task_id, now in zip(task_ids, state.broker.task_states(task_ids), strict=True):
         if now == "REVOKED":
             click.echo(f"revoked {task_id}")

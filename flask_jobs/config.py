@@ -1,18 +1,77 @@
-"""Check the ``JOBS_*`` configuration once, at ``init_app``, with errors that name the key.
+"""The ``JOBS_*`` settings: their defaults, their checks, and the one object that reads them.
 
-A typo in a setting should stop the app at start with a message saying which key is wrong and
-what it takes, not fail later inside a worker with ``could not convert string to float``.
+Every other module gets its settings from a :class:`Settings`, made once per app by
+:meth:`~flask_jobs.Jobs.init_app`; this is the only module that reads ``app.config``. Most keys
+are read once, when the app is initialised, and converted then (seconds to milliseconds, route
+tables to matchers), so a typo stops the app at start with a message that names the key and what
+it takes, not later inside a worker with ``could not convert string to float``.
+
+A few keys are read at each use instead (:data:`LIVE_KEYS`), because Celery users toggle their
+Celery twins at run time: a testing config that sets ``JOBS_ALWAYS_EAGER = True`` after
+``init_app`` takes effect on the next call, as ``app.conf.task_always_eager = True`` does.
 Numbers may be given as numeric strings (as ``app.config.from_prefixed_env()`` can leave them).
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .connection import check_transport_options, redact_url
 from .exceptions import ImproperlyConfigured
+from .keys import DEFAULT_PRIORITY
+
+#: Every configuration key and its default. Celery users find Celery's setting names, upper-cased
+#: with the ``JOBS_`` prefix; see the configuration reference in the docs for each one.
+DEFAULTS: dict[str, Any] = {
+    "JOBS_BROKER_URL": None,
+    "JOBS_BROKER_TRANSPORT_OPTIONS": {},
+    "JOBS_RESULT_BACKEND": None,
+    "JOBS_RESULT_EXPIRES": 86400,
+    "JOBS_TASK_SERIALIZER": "json",
+    "JOBS_RESULT_SERIALIZER": "json",
+    "JOBS_ACCEPT_CONTENT": ["json"],
+    "JOBS_TASK_ROUTES": {},
+    "JOBS_TASK_DEFAULT_QUEUE": "default",
+    "JOBS_TASK_DEFAULT_PRIORITY": DEFAULT_PRIORITY,
+    "JOBS_TASK_TRACK_STARTED": True,
+    "JOBS_BEAT_SCHEDULE": {},
+    "JOBS_TIMEZONE": "UTC",
+    "JOBS_ALWAYS_EAGER": False,
+    "JOBS_EAGER_PROPAGATES": True,
+    "JOBS_URL_PREFIX": "/jobs",
+    "JOBS_REGISTER_BLUEPRINT": True,
+    "JOBS_STATUS_AUTHORIZER": None,
+    "JOBS_CURRENT_OWNER": None,
+    "JOBS_EXPOSE_TRACEBACKS": False,
+    "JOBS_SSE_HEARTBEAT": 15.0,
+    "JOBS_SSE_MAX_AGE": 300.0,
+    "JOBS_KEY_PREFIX": "jobs",
+    "JOBS_PROGRESS_INTERVAL": 0.1,
+    "JOBS_ORPHAN_TIMEOUT": 30.0,
+    "JOBS_MAX_DELIVERIES": 5,
+    "JOBS_DEAD_LETTER_EXPIRES": 7 * 86400,
+    "JOBS_MAX_MESSAGE_SIZE": 16 * 1024 * 1024,
+    "JOBS_BROKER_CONNECT_TIMEOUT": 2.0,
+    "JOBS_BROKER_TIMEOUT": 5.0,
+    "JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
+    "JOBS_BROKER_CONNECTION_MAX_RETRIES": 100,
+    "JOBS_BROKER_MAX_CONNECTIONS": 10000,
+    "JOBS_BROKER_BUSY_POLL": 200.0,
+    "JOBS_WORKER_SHUTDOWN_TIMEOUT": 25.0,
+    "JOBS_WORKER_PREFETCH": 4,
+    "JOBS_WORKER_CONCURRENCY": None,
+}
+
+#: Keys read at each use rather than once at ``init_app`` (see the module docstring): eager mode,
+#: which tests switch on after the app is made, and the web layer's per-request settings.
+LIVE_KEYS = frozenset({
+    "JOBS_ALWAYS_EAGER", "JOBS_EAGER_PROPAGATES", "JOBS_EXPOSE_TRACEBACKS",
+    "JOBS_STATUS_AUTHORIZER", "JOBS_CURRENT_OWNER", "JOBS_SSE_HEARTBEAT", "JOBS_SSE_MAX_AGE",
+})
 
 #: Keys holding seconds, and whether 0 is allowed.
 _SECONDS = {
@@ -57,7 +116,10 @@ def _fail(key: str, value: Any, expected: str) -> ImproperlyConfigured:
 
 
 def check_config(config: Mapping[str, Any]) -> None:
-    """Raise :class:`~flask_jobs.exceptions.ImproperlyConfigured` for the first bad key."""
+    """Raise :class:`~flask_jobs.exceptions.ImproperlyConfigured` for the first bad key.
+
+    :param config: a mapping holding every key of :data:`DEFAULTS`.
+    """
     for key, zero_ok in _SECONDS.items():
         value = config[key]
         seconds = _number(value)
@@ -102,3 +164,171 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise _fail(key, shown, "a Redis URL (redis://, rediss://, unix://), Sentinels "
                         "(sentinel://host:26379;sentinel://...) or 'embedded://'")
     check_transport_options(config["JOBS_BROKER_URL"], config["JOBS_BROKER_TRANSPORT_OPTIONS"])
+
+
+def milliseconds(value: Any) -> int:
+    """Seconds (a number, a numeric string) or a :class:`~datetime.timedelta`, in ms."""
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    return int(float(value) * 1000)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+Route = tuple[Callable[[str], bool], str]
+
+
+def compile_routes(routes: Any) -> tuple[Route, ...]:
+    """Turn ``JOBS_TASK_ROUTES`` (a dict of name or glob -> queue or ``{"queue": q}``, or a list
+    of such dicts) into ``(matcher, queue)`` pairs, in order."""
+    if isinstance(routes, Mapping):
+        routes = [routes]
+    compiled: list[Route] = []
+    for table in routes or ():
+        for pattern, target in table.items():
+            queue = target.get("queue") if isinstance(target, Mapping) else target
+            if not isinstance(queue, str):
+                raise ImproperlyConfigured(
+                    f"JOBS_TASK_ROUTES[{pattern!r}] must be a queue name or {{'queue': name}}, "
+                    f"not {target!r}."
+                )
+            if any(ch in pattern for ch in "*?["):
+                compiled.append((lambda n, p=pattern: fnmatch.fnmatchcase(n, p), queue))
+            else:
+                compiled.append((lambda n, p=pattern: n == p, queue))
+    return tuple(compiled)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One app's settings, checked and converted; see the configuration reference for each.
+
+    Made by :meth:`from_config`. The attributes are read once; the properties at the end read
+    :data:`LIVE_KEYS` from the app's config at each use.
+    """
+
+    #: The app's config mapping, for the keys read at each use (:data:`LIVE_KEYS`).
+    config: Mapping[str, Any] = field(repr=False, compare=False)
+    broker_url: str | None
+    transport_options: Mapping[str, Any]
+    result_backend: str | None
+    key_prefix: str
+    result_ttl_ms: int
+    dead_ttl_ms: int
+    task_serializer: str
+    result_serializer: str
+    accept_content: tuple[str, ...]
+    default_queue: str
+    default_priority: int
+    routes: tuple[Route, ...] = field(repr=False)
+    track_started: bool
+    progress_interval: float
+    orphan_timeout: float
+    max_deliveries: int
+    max_message_size: int
+    connect_timeout: float
+    broker_timeout: float
+    retry_on_startup: bool
+    connection_max_retries: int | None
+    max_connections: int
+    busy_poll_us: float
+    shutdown_timeout: float
+    worker_prefetch: int
+    worker_concurrency: int | None
+    url_prefix: str
+    register_blueprint: bool
+    beat_schedule: Mapping[str, Any]
+    timezone: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Check ``config`` (which holds every key of :data:`DEFAULTS`) and read it.
+
+        :raises ImproperlyConfigured: naming the first bad key and what it takes.
+        """
+        check_config(config)
+        c = config
+        retries = c["JOBS_BROKER_CONNECTION_MAX_RETRIES"]
+        concurrency = c["JOBS_WORKER_CONCURRENCY"]
+        return cls(
+            config=config,
+            broker_url=c["JOBS_BROKER_URL"] or None,
+            transport_options=c["JOBS_BROKER_TRANSPORT_OPTIONS"] or {},
+            result_backend=c["JOBS_RESULT_BACKEND"] or None,
+            key_prefix=c["JOBS_KEY_PREFIX"],
+            result_ttl_ms=milliseconds(c["JOBS_RESULT_EXPIRES"]),
+            dead_ttl_ms=milliseconds(c["JOBS_DEAD_LETTER_EXPIRES"]),
+            task_serializer=c["JOBS_TASK_SERIALIZER"],
+            result_serializer=c["JOBS_RESULT_SERIALIZER"],
+            accept_content=tuple(c["JOBS_ACCEPT_CONTENT"] or ()),
+            default_queue=c["JOBS_TASK_DEFAULT_QUEUE"],
+            default_priority=int(float(c["JOBS_TASK_DEFAULT_PRIORITY"])),
+            routes=compile_routes(c["JOBS_TASK_ROUTES"]),
+            track_started=bool(c["JOBS_TASK_TRACK_STARTED"]),
+            progress_interval=_seconds(c["JOBS_PROGRESS_INTERVAL"]),
+            orphan_timeout=_seconds(c["JOBS_ORPHAN_TIMEOUT"]),
+            max_deliveries=int(float(c["JOBS_MAX_DELIVERIES"])),
+            max_message_size=int(float(c["JOBS_MAX_MESSAGE_SIZE"])),
+            connect_timeout=_seconds(c["JOBS_BROKER_CONNECT_TIMEOUT"]),
+            broker_timeout=_seconds(c["JOBS_BROKER_TIMEOUT"]),
+            retry_on_startup=c["JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP"],
+            connection_max_retries=None if retries is None else int(float(retries)),
+            max_connections=int(float(c["JOBS_BROKER_MAX_CONNECTIONS"])),
+            busy_poll_us=float(c["JOBS_BROKER_BUSY_POLL"] or 0),
+            shutdown_timeout=_seconds(c["JOBS_WORKER_SHUTDOWN_TIMEOUT"]),
+            worker_prefetch=int(float(c["JOBS_WORKER_PREFETCH"])),
+            worker_concurrency=None if concurrency is None else int(float(concurrency)),
+            url_prefix=c["JOBS_URL_PREFIX"],
+            register_blueprint=bool(c["JOBS_REGISTER_BLUEPRINT"]),
+            beat_schedule=c["JOBS_BEAT_SCHEDULE"] or {},
+            timezone=c["JOBS_TIMEZONE"],
+        )
+
+    def route(self, name: str, task_queue: str | None = None) -> str:
+        """The queue of a task: :data:`JOBS_TASK_ROUTES`, then the task's own ``queue``, then
+        :data:`JOBS_TASK_DEFAULT_QUEUE`."""
+        for matches, queue in self.routes:
+            if matches(name):
+                return queue
+        return task_queue or self.default_queue
+
+    # -- read at each use (LIVE_KEYS) --------------------------------------------------------
+
+    @property
+    def always_eager(self) -> bool:
+        """:data:`JOBS_ALWAYS_EAGER`: run tasks in the caller on ``delay()``."""
+        return bool(self.config.get("JOBS_ALWAYS_EAGER"))
+
+    @property
+    def eager_propagates(self) -> bool:
+        """:data:`JOBS_EAGER_PROPAGATES`: an eager result's ``get()`` raises the failure."""
+        return bool(self.config.get("JOBS_EAGER_PROPAGATES", True))
+
+    @property
+    def expose_tracebacks(self) -> bool:
+        """:data:`JOBS_EXPOSE_TRACEBACKS`: the status JSON includes tracebacks."""
+        return bool(self.config.get("JOBS_EXPOSE_TRACEBACKS"))
+
+    @property
+    def status_authorizer(self) -> Any:
+        """:data:`JOBS_STATUS_AUTHORIZER`: a callable, an import string, or None."""
+        return self.config.get("JOBS_STATUS_AUTHORIZER")
+
+    @property
+    def current_owner(self) -> Any:
+        """:data:`JOBS_CURRENT_OWNER`: a callable, an import string, or None."""
+        return self.config.get("JOBS_CURRENT_OWNER")
+
+    @property
+    def sse_heartbeat(self) -> float:
+        """:data:`JOBS_SSE_HEARTBEAT` in seconds."""
+        return _seconds(self.config.get("JOBS_SSE_HEARTBEAT", DEFAULTS["JOBS_SSE_HEARTBEAT"]))
+
+    @property
+    def sse_max_age(self) -> float:
+        """:data:`JOBS_SSE_MAX_AGE` in seconds."""
+        return _seconds(self.config.get("JOBS_SSE_MAX_AGE", DEFAULTS["JOBS_SSE_MAX_AGE"]))

@@ -9,20 +9,19 @@ happens inside Redis, and an inspection reads what the workers keep there.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from flask import Flask
+from flask import Flask
 
-    from .extension import Jobs
-    from .inspection import Inspect
+from .inspection import Inspect
+from .state import Registry
 
 
 class Control:
     """Revoke tasks by id, discard queued tasks and inspect workers, for the current app (or
     ``app``)."""
 
-    def __init__(self, jobs: Jobs, app: Flask | None = None) -> None:
+    def __init__(self, jobs: Registry, app: Flask | None = None) -> None:
         self.jobs = jobs
         self.app = app
 
@@ -71,6 +70,4 @@ class Control:
         Celery's ``timeout=`` and ``limit=`` are accepted and ignored: the answer is read from
         Redis, not awaited from the workers (see :class:`~flask_jobs.inspection.Inspect`).
         """
-        from .inspection import Inspect
-
         return Inspect(self.jobs.state(self.app), destination)

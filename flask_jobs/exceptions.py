@@ -17,6 +17,11 @@ class Retry(JobsError):  # noqa: N818 - Celery's name
     :param when: the countdown in seconds.
     """
 
+    #: New positional arguments for the retry (``retry(args=...)``); None keeps the old ones.
+    args_override: list[Any] | None = None
+    #: New keyword arguments for the retry (``retry(kwargs=...)``); None keeps the old ones.
+    kwargs_override: dict[str, Any] | None = None
+
     def __init__(self, message: str | None = None, exc: BaseException | None = None,
                  when: float | None = None) -> None:
         self.message = message

@@ -1,6 +1,7 @@
 """Run one task: app context, signals, hooks, retries, and the outcome to record.
 
-Used by the worker for every delivery, and by :meth:`Task.apply` (eager mode) locally.
+Used by the worker for every delivery, and by :mod:`~flask_jobs.eager` (``Task.apply`` and
+eager mode) in the caller's process.
 """
 
 from __future__ import annotations
@@ -8,17 +9,15 @@ from __future__ import annotations
 import logging
 import random
 import traceback as _tb
-import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
 
 from . import signals, states
 from .exceptions import EncodeError, Retry, TaskRevokedError, TimeLimitExceeded, describe
-from .task import Context, ExceptionInfo, Task
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from .result import EagerResult
+from .message import RETRY_FIELDS
+from .request import Context, ExceptionInfo, TaskLike
 
 log = logging.getLogger("flask_jobs.worker")
 
@@ -50,7 +49,7 @@ class Outcome:
         self.countdown, self.retry_body, self.retval = countdown, retry_body, retval
 
 
-def _backoff(task: Task, retries: int) -> float:
+def _backoff(task: TaskLike, retries: int) -> float:
     factor = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
     countdown = min(factor * (2 ** retries), float(task.retry_backoff_max))
     if task.retry_jitter:
@@ -58,7 +57,7 @@ def _backoff(task: Task, retries: int) -> float:
     return countdown
 
 
-def _auto_retry(task: Task, exc: Exception) -> Retry | None:
+def _auto_retry(task: TaskLike, exc: Exception) -> Retry | None:
     """Turn ``exc`` into a Retry if the task asks for automatic retries of it (else None).
 
     Raises ``exc`` again (through :meth:`Task.retry`) when no retries are left.
@@ -71,8 +70,12 @@ def _auto_retry(task: Task, exc: Exception) -> Retry | None:
     return task.retry(exc=exc, throw=False, **options)
 
 
-def execute(task: Task, request: Context, app: Flask, limits: Any = None,
-            result_serializer: Any = None) -> Outcome:
+#: Arms a run's time limits, ``(soft, hard) -> disarm`` (see :mod:`flask_jobs.worker.limits`).
+Limits = Callable[[float | None, float | None], Callable[[], None]]
+
+
+def execute(task: TaskLike, request: Context, app: Flask, limits: Limits | None = None,
+            result_serializer: Callable[[Any], bytes] | None = None) -> Outcome:
     """Run ``task`` for ``request`` inside ``app``'s context and return the :class:`Outcome`.
 
     Never raises for anything the task does (except ``KeyboardInterrupt``); hooks and signal
@@ -148,7 +151,7 @@ def execute(task: Task, request: Context, app: Flask, limits: Any = None,
     return outcome
 
 
-def _ignores_result(task: Task, request: Context) -> bool:
+def _ignores_result(task: TaskLike, request: Context) -> bool:
     return bool(task.ignore_result if request.ignore_result is None else request.ignore_result)
 
 
@@ -156,10 +159,10 @@ def _format(exc: BaseException) -> str:
     return "".join(_tb.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _retry_outcome(task: Task, request: Context, retry: Retry) -> Outcome:
+def _retry_outcome(task: TaskLike, request: Context, retry: Retry) -> Outcome:
     cause = retry.exc if retry.exc is not None else retry
-    new_args = getattr(retry, "args_override", None)  # None: keep; [] is a new (empty) list
-    new_kwargs = getattr(retry, "kwargs_override", None)
+    new_args = retry.args_override  # None: keep; [] is a new (empty) list
+    new_kwargs = retry.kwargs_override
     body: dict[str, Any] = {
         "id": request.id,
         "task": task.name,
@@ -167,8 +170,7 @@ def _retry_outcome(task: Task, request: Context, retry: Retry) -> Outcome:
         "kwargs": request.kwargs if new_kwargs is None else new_kwargs,
         "retries": request.retries + 1,
     }
-    for key in ("headers", "link", "link_error", "group", "parent_id", "root_id", "owner",
-                "time_limit", "soft_time_limit", "ignore_result"):
+    for key in RETRY_FIELDS:
         value = getattr(request, key, None)
         if value is not None and value != {}:
             body[key] = value
@@ -176,7 +178,7 @@ def _retry_outcome(task: Task, request: Context, retry: Retry) -> Outcome:
                    countdown=retry.when or 0.0, retry_body=body)
 
 
-def _run_hooks(task: Task, request: Context, outcome: Outcome,
+def _run_hooks(task: TaskLike, request: Context, outcome: Outcome,
                einfo: ExceptionInfo | None) -> None:
     """Call the task's hooks and the outcome's signal; their errors never reach the worker."""
     args, kwargs, task_id = request.args, request.kwargs, request.id
@@ -202,78 +204,3 @@ def _run_hooks(task: Task, request: Context, outcome: Outcome,
     except Exception:
         log.exception("A hook of task %s[%s] raised; ignoring it", task.name, task_id)
 
-
-class EagerReporter:
-    """Progress reporter of an eager run: keeps the last state in the :class:`EagerResult`."""
-
-    def __init__(self, task: Task | None = None, task_id: str | None = None) -> None:
-        self.task, self.task_id = task, task_id
-        self.state: str | None = None
-        self.meta: Any = None
-        self.count = 0
-
-    def report(self, state: str, meta: Any) -> None:
-        """Remember ``state`` and ``meta``."""
-        self.state, self.meta = state, meta
-        self.count += 1
-        signals.send(signals.task_progress, self.task, task_id=self.task_id, state=state,
-                     meta=meta)
-
-    def progress(self, current: float, total: float | None, status: str | None,
-                 extra: dict[str, Any]) -> None:
-        """Remember a ``PROGRESS`` report."""
-        self.report(states.PROGRESS, progress_meta(current, total, status, extra))
-
-
-def progress_meta(current: float, total: float | None, status: str | None,
-                  extra: dict[str, Any]) -> dict[str, Any]:
-    """The meta dict of a :meth:`Task.progress` call (Celery's progress-bar shape)."""
-    meta: dict[str, Any] = {"current": current, "total": total}
-    if status is not None:
-        meta["status"] = status
-    if extra:
-        meta.update(extra)
-    return meta
-
-
-def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], task_id: str | None,
-                options: dict[str, Any]) -> EagerResult:
-    """Run a task in this process (``apply()`` and :data:`JOBS_ALWAYS_EAGER`).
-
-    Retries run again at once; the final state is returned as an :class:`EagerResult`.
-    """
-    from flask import current_app, has_app_context
-
-    from .result import EagerResult
-
-    state = task.jobs.state()
-    app = current_app._get_current_object() if has_app_context() else state.app  # type: ignore[attr-defined]
-    task_id = task_id or str(uuid.uuid4())
-    retries = 0
-    while True:
-        reporter = EagerReporter(task, task_id)
-        request = Context(id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries,
-                          is_eager=True, called_directly=False, hostname="eager",
-                          delivery_info={"queue": options.get("queue")},
-                          headers=options.get("headers") or {}, reporter=reporter,
-                          owner=options.get("owner"))
-        outcome = execute(task, request, app)
-        if outcome.state != states.RETRY:
-            break
-        retries += 1
-        body = outcome.retry_body or {}
-        args, kwargs = body.get("args", args), body.get("kwargs", kwargs)
-    if outcome.state == states.SUCCESS:
-        for sig in options.get("link") and _as_list(options["link"]) or ():
-            sig.clone(args=(outcome.retval,)).apply() if not sig.get("immutable") else sig.apply()
-    return EagerResult(task_id, outcome.state, outcome.retval if outcome.state == states.SUCCESS
-                       else outcome.exception, outcome.traceback, jobs=task.jobs,
-                       propagate=state.eager_propagates, last_meta=reporter.meta,
-                       task_name=task.name)
-
-
-def _as_list(value: Any) -> list[Any]:
-    from .canvas import signature
-
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return [signature(s) for s in items]

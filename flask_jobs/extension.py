@@ -1,250 +1,29 @@
-"""The :class:`Jobs` extension: configuration, the task registry and the per-app connection state."""
+"""The :class:`Jobs` extension: ``init_app``, the ``@jobs.task`` decorator and the app-level API.
+
+Per-app state lives in :class:`~flask_jobs.state.AppState` (``app.extensions["jobs"]``),
+settings in :class:`~flask_jobs.config.Settings`, the task registry in the
+:class:`~flask_jobs.state.Registry` this class extends.
+"""
 
 from __future__ import annotations
 
-import datetime
-import fnmatch
-import logging
-import threading
-import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
-import redis
-from flask import Flask, current_app, has_app_context
+from flask import Flask, Response
 
-from . import keys as _keys
-from .broker import Broker
-from .config import check_config
-from .connection import Connector, redact_url
+from . import calling
+from .config import DEFAULTS, Settings
 from .control import Control
-from .exceptions import ImproperlyConfigured, NotRegistered
 from .result import AsyncResult, GroupResult
-from .serialization import Codecs
+from .state import AppState, Registry
 from .task import Task
+from .web import accepted, make_blueprint
 
-if TYPE_CHECKING:
-    from flask import Response
-
-log = logging.getLogger("flask_jobs")
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Every configuration key and its default. Celery users find Celery's setting names, upper-cased
-#: with the ``JOBS_`` prefix; see the configuration reference in the docs for each one.
-DEFAULTS: dict[str, Any] = {
-    "JOBS_BROKER_URL": None,
-    "JOBS_BROKER_TRANSPORT_OPTIONS": {},
-    "JOBS_RESULT_BACKEND": None,
-    "JOBS_RESULT_EXPIRES": 86400,
-    "JOBS_TASK_SERIALIZER": "json",
-    "JOBS_RESULT_SERIALIZER": "json",
-    "JOBS_ACCEPT_CONTENT": ["json"],
-    "JOBS_TASK_ROUTES": {},
-    "JOBS_TASK_DEFAULT_QUEUE": "default",
-    "JOBS_TASK_DEFAULT_PRIORITY": _keys.DEFAULT_PRIORITY,
-    "JOBS_TASK_TRACK_STARTED": True,
-    "JOBS_BEAT_SCHEDULE": {},
-    "JOBS_TIMEZONE": "UTC",
-    "JOBS_ALWAYS_EAGER": False,
-    "JOBS_EAGER_PROPAGATES": True,
-    "JOBS_URL_PREFIX": "/jobs",
-    "JOBS_REGISTER_BLUEPRINT": True,
-    "JOBS_STATUS_AUTHORIZER": None,
-    "JOBS_CURRENT_OWNER": None,
-    "JOBS_EXPOSE_TRACEBACKS": False,
-    "JOBS_SSE_HEARTBEAT": 15.0,
-    "JOBS_SSE_MAX_AGE": 300.0,
-    "JOBS_KEY_PREFIX": "jobs",
-    "JOBS_PROGRESS_INTERVAL": 0.1,
-    "JOBS_ORPHAN_TIMEOUT": 30.0,
-    "JOBS_MAX_DELIVERIES": 5,
-    "JOBS_DEAD_LETTER_EXPIRES": 7 * 86400,
-    "JOBS_MAX_MESSAGE_SIZE": 16 * 1024 * 1024,
-    "JOBS_BROKER_CONNECT_TIMEOUT": 2.0,
-    "JOBS_BROKER_TIMEOUT": 5.0,
-    "JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
-    "JOBS_BROKER_CONNECTION_MAX_RETRIES": 100,
-    "JOBS_BROKER_MAX_CONNECTIONS": 10000,
-    "JOBS_BROKER_BUSY_POLL": 200.0,
-    "JOBS_WORKER_SHUTDOWN_TIMEOUT": 25.0,
-    "JOBS_WORKER_PREFETCH": 4,
-    "JOBS_WORKER_CONCURRENCY": None,
-}
 
-
-class JobsState:
-    """What one Flask app needs to talk to Redis: config values, clients, scripts, codecs.
-
-    Created by :meth:`Jobs.init_app` and kept in ``app.extensions["jobs"]``. Clients are made on
-    first use, so an app factory can be imported without a Redis running.
-    """
-
-    def __init__(self, jobs: Jobs, app: Flask) -> None:
-        self.jobs = jobs
-        self.app = app
-        c = app.config
-        check_config(c)
-        self.config = c
-        self.keys = _keys.Keys(c["JOBS_KEY_PREFIX"])
-        self.codecs = Codecs(c["JOBS_ACCEPT_CONTENT"])
-        for name in (c["JOBS_TASK_SERIALIZER"], c["JOBS_RESULT_SERIALIZER"]):
-            self.codecs.check_serializer(name)
-        self.task_serializer: str = c["JOBS_TASK_SERIALIZER"]
-        self.result_serializer: str = c["JOBS_RESULT_SERIALIZER"]
-        self.result_ttl_ms = _milliseconds(c["JOBS_RESULT_EXPIRES"])
-        self.dead_ttl_ms = _milliseconds(c["JOBS_DEAD_LETTER_EXPIRES"])
-        self.default_queue: str = c["JOBS_TASK_DEFAULT_QUEUE"]
-        self.default_priority = int(c["JOBS_TASK_DEFAULT_PRIORITY"])
-        self.eager = bool(c["JOBS_ALWAYS_EAGER"])
-        self.eager_propagates = bool(c["JOBS_EAGER_PROPAGATES"])
-        self.max_message_size = int(c["JOBS_MAX_MESSAGE_SIZE"])
-        self.progress_interval = float(c["JOBS_PROGRESS_INTERVAL"])
-        self.orphan_timeout = float(c["JOBS_ORPHAN_TIMEOUT"])
-        self.max_deliveries = int(c["JOBS_MAX_DELIVERIES"])
-        self.track_started = bool(c["JOBS_TASK_TRACK_STARTED"])
-        self._routes = _compile_routes(c["JOBS_TASK_ROUTES"])
-        self._lock = threading.RLock()
-        self._broker_url: str | None = None
-        self._connector: Connector | None = None
-        self._client: redis.Redis | None = None
-        self._broker: Broker | None = None
-
-    # -- connections -------------------------------------------------------------------------
-
-    @property
-    def broker_url(self) -> str:
-        """The resolved broker URL (``embedded://`` and the debug default become a unix socket)."""
-        if self._broker_url is None:
-            self._broker_url = resolve_broker_url(self.app)
-        return self._broker_url
-
-    @property
-    def broker_url_safe(self) -> str:
-        """The broker URL with any password hidden, for logs and banners."""
-        return redact_url(self.broker_url)
-
-    def make_client(self, *, blocking: bool = False) -> redis.Redis:
-        """A new Redis client for this app (its own connection pool), to the Redis server of
-        :data:`JOBS_BROKER_URL` or, for a Sentinel URL, to the current primary. ``blocking``
-        clients have no read timeout."""
-        return self.connector.client(
-            socket_timeout=None if blocking else float(self.config["JOBS_BROKER_TIMEOUT"]))
-
-    @property
-    def connector(self) -> Connector:
-        """What makes this app's clients (see :mod:`flask_jobs.connection`)."""
-        if self._connector is None:
-            with self._lock:
-                if self._connector is None:
-                    c = self.config
-                    if c["JOBS_RESULT_BACKEND"] and c["JOBS_RESULT_BACKEND"] != self.broker_url:
-                        # One Redis holds queues and records together so enqueue stays one
-                        # atomic step.
-                        raise ImproperlyConfigured(
-                            "JOBS_RESULT_BACKEND must be the same Redis as JOBS_BROKER_URL: "
-                            "flask-jobs writes the message and its PENDING record in one atomic "
-                            "step. Leave it unset."
-                        )
-                    self._connector = Connector(
-                        self.broker_url, c["JOBS_BROKER_TRANSPORT_OPTIONS"],
-                        socket_connect_timeout=float(c["JOBS_BROKER_CONNECT_TIMEOUT"]),
-                        socket_timeout=float(c["JOBS_BROKER_TIMEOUT"]),
-                        # A threaded web server may run hundreds of requests at once, each
-                        # taking a pool connection; redis-py's own default cap (100) would
-                        # refuse the 101st.
-                        max_connections=int(c["JOBS_BROKER_MAX_CONNECTIONS"]),
-                        health_check_interval=30,
-                    )
-        return self._connector
-
-    @property
-    def client(self) -> redis.Redis:
-        """The shared client (thread safe: redis-py pools connections, and resets them on fork)."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self.make_client()
-        return self._client
-
-    @property
-    def broker(self) -> Broker:
-        """The :class:`~flask_jobs.broker.Broker` on the shared client."""
-        if self._broker is None:
-            with self._lock:
-                if self._broker is None:
-                    self._broker = Broker(self, self.client)
-        return self._broker
-
-    # -- routing -----------------------------------------------------------------------------
-
-    def route(self, name: str, task: Task | None) -> str:
-        """The queue for a task name: ``JOBS_TASK_ROUTES``, then the task's own, then the default."""
-        for matches, queue in self._routes:
-            if matches(name):
-                return queue
-        if task is not None and task.queue:
-            return task.queue
-        return self.default_queue
-
-    def task(self, name: str) -> Task:
-        """The registered task called ``name``; raises :class:`NotRegistered`."""
-        try:
-            return self.jobs.tasks[name]
-        except KeyError:
-            raise NotRegistered(name) from None
-
-
-def _milliseconds(value: Any) -> int:
-    """Seconds (a number) or a :class:`~datetime.timedelta`, as Celery accepts, in ms."""
-    if isinstance(value, datetime.timedelta):
-        value = value.total_seconds()
-    return int(float(value) * 1000)
-
-
-def _compile_routes(routes: Any) -> list[tuple[Callable[[str], bool], str]]:
-    """Turn ``JOBS_TASK_ROUTES`` (a dict of name or glob -> queue or ``{"queue": q}``, or a list
-    of such dicts) into matchers, in order."""
-    if isinstance(routes, dict):
-        routes = [routes]
-    compiled: list[tuple[Callable[[str], bool], str]] = []
-    for table in routes or ():
-        for pattern, target in table.items():
-            queue = target.get("queue") if isinstance(target, dict) else target
-            if not isinstance(queue, str):
-                raise ImproperlyConfigured(
-                    f"JOBS_TASK_ROUTES[{pattern!r}] must be a queue name or {{'queue': name}}, "
-                    f"not {target!r}."
-                )
-            if any(ch in pattern for ch in "*?["):
-                compiled.append((lambda n, p=pattern: fnmatch.fnmatchcase(n, p), queue))
-            else:
-                compiled.append((lambda n, p=pattern: n == p, queue))
-    return compiled
-
-
-def resolve_broker_url(app: Flask) -> str:
-    """Return the Redis URL to use for ``app``, starting the embedded server if asked to.
-
-    ``embedded://`` (or no ``JOBS_BROKER_URL`` at all while ``app.debug`` or ``app.testing`` is
-    on) starts or joins a private ``redis-server`` on a unix socket in the instance folder.
-    """
-    url = app.config.get("JOBS_BROKER_URL")
-    if not url:
-        if not (app.debug or app.testing):
-            raise ImproperlyConfigured(
-                "JOBS_BROKER_URL is not set. Set it to your Redis, e.g. "
-                "app.config['JOBS_BROKER_URL'] = 'redis://localhost:6379/0', or use "
-                "'embedded://' to run a private Redis in the instance folder (development only)."
-            )
-        url = "embedded://"
-    if url.startswith("embedded:"):
-        from .embedded import ensure_embedded
-
-        return ensure_embedded(app.instance_path)
-    return url
-
-
-class Jobs:
+class Jobs(Registry):
     """The flask-jobs extension.
 
     .. code-block:: python
@@ -267,9 +46,7 @@ class Jobs:
     """
 
     def __init__(self, app: Flask | None = None) -> None:
-        #: Registered tasks by name.
-        self.tasks: dict[str, Task] = {}
-        self._apps: list[weakref.ref[Flask]] = []
+        super().__init__()
         if app is not None:
             self.init_app(app)
 
@@ -285,46 +62,11 @@ class Jobs:
             )
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        app.extensions["jobs"] = JobsState(self, app)
-        self._apps = [r for r in self._apps if r() is not None] + [weakref.ref(app)]
-        if app.config["JOBS_REGISTER_BLUEPRINT"]:
-            try:
-                from .web import make_blueprint
-            except ImportError:  # the web layer is optional while it is being built
-                pass
-            else:
-                app.register_blueprint(make_blueprint(self), url_prefix=app.config["JOBS_URL_PREFIX"])
-
-    # -- state -------------------------------------------------------------------------------
-
-    def state(self, app: Flask | None = None) -> JobsState:
-        """The :class:`JobsState` of ``app``, the current app, or the only app initialised.
-
-        Outside an app context (a script, a shell) the only app this extension was initialised
-        with is used, so ``task.delay()`` works there as it does with Celery.
-        """
-        if app is None:
-            if has_app_context():
-                app = current_app._get_current_object()  # type: ignore[attr-defined]
-            else:
-                apps = [a for a in (r() for r in self._apps) if a is not None]
-                if len(apps) != 1:
-                    raise RuntimeError(
-                        "Working outside of application context, and this Jobs extension is "
-                        f"initialised on {len(apps)} apps. Use 'with app.app_context():'"
-                        + (" or call 'jobs.init_app(app)' first." if not apps else ".")
-                    )
-                app = apps[0]
-        try:
-            state = app.extensions["jobs"]
-        except KeyError:
-            raise RuntimeError(
-                "The current Flask app is not registered with this 'Jobs' instance. Did you "
-                "forget to call 'init_app', or did you create multiple 'Jobs' instances?"
-            ) from None
-        if state.jobs is not self:
-            raise RuntimeError("The current Flask app is registered with another 'Jobs' instance.")
-        return state
+        settings = Settings.from_config(app.config)
+        app.extensions["jobs"] = AppState(self, app, settings)
+        self._remember(app)
+        if settings.register_blueprint:
+            app.register_blueprint(make_blueprint(self), url_prefix=settings.url_prefix)
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -389,17 +131,7 @@ class Jobs:
         Takes the same options as :meth:`Task.apply_async`. Works in a process that never
         imported the task: only the worker needs it.
         """
-        task = self.tasks.get(name)
-        if task is not None:
-            return task.apply_async(args, kwargs, **options)
-        state = self.state()
-        if state.eager:
-            raise NotRegistered(name)
-        from .task import build_message
-
-        message = build_message(state, None, name, args, kwargs, **options)
-        state.broker.enqueue([message], options.get("group_id") or "")
-        return AsyncResult(message.id, jobs=self, app=state.app, task_name=name)
+        return calling.send(self.state(), self.tasks.get(name), name, args, kwargs, options)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         """The :class:`AsyncResult` of ``task_id``."""
@@ -422,16 +154,9 @@ class Jobs:
         the ``jobs`` blueprint's status views. An eager result (nothing in Redis) gets ``200``
         with its final status inline instead; see the web docs.
         """
-        from .web import accepted
-
         return accepted(result)
 
     # -- who may see a task (the web layer) ------------------------------------------------
-
-    #: Set by :meth:`status_authorizer`; ``JOBS_STATUS_AUTHORIZER`` takes precedence.
-    _status_authorizer: Callable[[str, Any], Any] | None = None
-    #: Set by :meth:`current_owner`; ``JOBS_CURRENT_OWNER`` takes precedence.
-    _current_owner: Callable[[], Any] | None = None
 
     def status_authorizer(self, fn: F) -> F:
         """Register ``fn(action, result)`` to decide who may use the status views.

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import states
-
-if TYPE_CHECKING:
-    from .extension import JobsState
+from .state import AppState
 
 #: States of a claimed task that has not started yet (prefetched): a retried task keeps RETRY
 #: until it starts again.
@@ -31,11 +29,11 @@ _WAITING = (states.PENDING, states.RETRY)
 class Inspect:
     """Read-only views of the live workers; see the module docstring.
 
-    :param state: the app's :class:`~flask_jobs.extension.JobsState`.
+    :param state: the app's :class:`~flask_jobs.state.AppState`.
     :param destination: only these worker names (``-n`` values); default every live worker.
     """
 
-    def __init__(self, state: JobsState, destination: str | Iterable[str] | None = None) -> None:
+    def __init__(self, state: AppState, destination: str | Iterable[str] | None = None) -> None:
         self.state = state
         if isinstance(destination, str):
             destination = [destination]

@@ -66,10 +66,9 @@ def jobs_worker(app: Any, jobs_redis: Any) -> Iterator[Any]:
 @pytest.fixture
 def jobs_eager(app: Any) -> Iterator[None]:
     """Run tasks in this process, synchronously, on ``delay()``/``apply_async()``."""
-    state = app.extensions["jobs"]
-    before = state.eager
-    state.eager = True
+    before = app.config["JOBS_ALWAYS_EAGER"]
+    app.config["JOBS_ALWAYS_EAGER"] = True  # read at each call, as Celery's task_always_eager
     try:
         yield
     finally:
-        state.eager = before
+        app.config["JOBS_ALWAYS_EAGER"] = before

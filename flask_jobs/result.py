@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-import json
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis
+from flask import current_app
 
 from . import exceptions as _exc
 from . import states
 from .exceptions import TaskRevokedError, TimeoutError
+from .state import AppState, Registry
 
 if TYPE_CHECKING:
     from flask import Flask
-
-    from .extension import Jobs, JobsState
 
 _FIELDS = ("state", "rtype", "result", "tb", "done", "upd", "name", "worker", "owner", "group",
            "reason", "att", "dlv", "queue", "st")
@@ -97,9 +96,9 @@ class AsyncResult:
     """
 
     #: Per app state (weakly: the connection goes with the app), a per-thread pub/sub.
-    _waiters: weakref.WeakKeyDictionary[JobsState, _Waiter] = weakref.WeakKeyDictionary()
+    _waiters: weakref.WeakKeyDictionary[AppState, _Waiter] = weakref.WeakKeyDictionary()
 
-    def __init__(self, id: str, jobs: Jobs | None = None, app: Flask | None = None,
+    def __init__(self, id: str, jobs: Registry | None = None, app: Flask | None = None,
                  task_name: str | None = None, parent: AsyncResult | None = None) -> None:
         if not isinstance(id, str) or not id:
             raise ValueError(f"A task id must be a non-empty string, not {id!r}")
@@ -113,11 +112,10 @@ class AsyncResult:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _jobs_state(self) -> JobsState:
+    def _jobs_state(self) -> AppState:
         if self.jobs is None:
-            from flask import current_app
-
-            return current_app.extensions["jobs"]
+            state: AppState = current_app.extensions["jobs"]
+            return state
         return self.jobs.state(self._app)
 
     def _record(self) -> Record:
@@ -356,7 +354,7 @@ class EagerResult(AsyncResult):
     """The result of a task run in this process by :meth:`Task.apply` or eager mode."""
 
     def __init__(self, id: str, state: str, value: Any, traceback: str = "",
-                 jobs: Jobs | None = None, propagate: bool = True, last_meta: Any = None,
+                 jobs: Registry | None = None, propagate: bool = True, last_meta: Any = None,
                  task_name: str | None = None) -> None:
         super().__init__(id, jobs=jobs, task_name=task_name)
         self._state_name = state
@@ -412,7 +410,7 @@ class GroupResult:
     :param results: the member results, in order.
     """
 
-    def __init__(self, id: str, results: Iterable[AsyncResult], jobs: Jobs | None = None,
+    def __init__(self, id: str, results: Iterable[AsyncResult], jobs: Registry | None = None,
                  app: Flask | None = None) -> None:
         self.id = id
         self.results = list(results)
@@ -420,7 +418,7 @@ class GroupResult:
         self._app = app
 
     @classmethod
-    def restore(cls, group_id: str, jobs: Jobs) -> GroupResult:
+    def restore(cls, group_id: str, jobs: Registry) -> GroupResult:
         """Rebuild a group's result from its id (the member list kept in Redis)."""
         st = jobs.state()
         ids = st.client.lrange(st.keys.group(group_id), 0, -1)
@@ -434,7 +432,7 @@ class GroupResult:
     def __len__(self) -> int:
         return len(self.results)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[AsyncResult]:
         return iter(self.results)
 
     def __getitem__(self, index: int) -> AsyncResult:
@@ -497,9 +495,3 @@ class GroupResult:
     def __repr__(self) -> str:
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
 
-
-def failure_description(value: Any) -> dict[str, Any]:
-    """The JSON-safe failure dict of an exception (for the status view)."""
-    if isinstance(value, BaseException):
-        return {"type": type(value).__name__, "message": str(value)}
-    return {"type": "Exception", "message": json.dumps(value) if value is not None else ""}

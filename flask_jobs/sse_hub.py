@@ -2,7 +2,7 @@
 
 Without it each ``/events/`` stream would hold its own pub/sub connection and read the status
 itself on every notification: 200 viewers of one task would mean 200 subscriptions and 200 reads
-per change. The hub of an app (one per :class:`~flask_jobs.extension.JobsState` and process):
+per change. The hub of an app (one per :class:`~flask_jobs.state.AppState` and process):
 
 - subscribes to a channel while at least one local stream follows it, and unsubscribes when
   the last one leaves;
@@ -31,13 +31,12 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from redis.connection import AbstractConnection
 
-if TYPE_CHECKING:
-    from .extension import JobsState
+from .state import AppState
 
 log = logging.getLogger("flask_jobs.sse_hub")
 
@@ -187,11 +186,11 @@ class Hub:
 
     Use :func:`hub_for` rather than making one.
 
-    :param state: the app's :class:`~flask_jobs.extension.JobsState` (its Redis and config).
+    :param state: the app's :class:`~flask_jobs.state.AppState` (its Redis and config).
     :param read: reads and renders the status of an id; called in the app context.
     """
 
-    def __init__(self, state: JobsState, read: Reader) -> None:
+    def __init__(self, state: AppState, read: Reader) -> None:
         #: The process that made the hub (a forked child must make its own).
         self.pid = os.getpid()
         self._read = read
@@ -205,7 +204,7 @@ class Hub:
         self._connection_kwargs = dict(pool.connection_kwargs)
         # Named, so operators (and tests) can tell it apart in CLIENT LIST.
         self._connection_kwargs["client_name"] = CLIENT_NAME
-        self._timeout = float(state.config.get("JOBS_BROKER_TIMEOUT") or 5.0)
+        self._timeout = state.settings.broker_timeout
         #: Guards the followers, channels and the connection; every send holds it.
         self.lock = threading.Lock()
         self._answered = threading.Condition(self.lock)
@@ -479,11 +478,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_hubs: weakref.WeakKeyDictionary[JobsState, Hub] = weakref.WeakKeyDictionary()
+_hubs: weakref.WeakKeyDictionary[AppState, Hub] = weakref.WeakKeyDictionary()
 _hubs_lock = threading.Lock()
 
 
-def hub_for(state: JobsState, read: Reader) -> Hub:
+def hub_for(state: AppState, read: Reader) -> Hub:
     """The hub of ``state``'s app in this process, made on first use.
 
     :param read: used when the hub is made; later calls get the existing hub.

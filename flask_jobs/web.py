@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -41,9 +41,8 @@ from . import states
 from .exceptions import BrokerUnavailable
 from .result import _FIELDS, AsyncResult, EagerResult, GroupResult, Record
 from .sse_hub import GONE, Follower, Hub, Update, hub_for
-
-if TYPE_CHECKING:
-    from .extension import Jobs, JobsState
+from .state import AppState
+from .state import Registry as Jobs
 
 log = logging.getLogger("flask_jobs.web")
 
@@ -208,7 +207,7 @@ def _int(value: bytes | None) -> int | None:
     return int(value) if value else None
 
 
-def _task_found(st: JobsState, jobs: Jobs, task_id: str, record: Record,
+def _task_found(st: AppState, jobs: Jobs, task_id: str, record: Record,
                 now_ms: int) -> Found:
     state = record.state_name
     value: Any = None
@@ -224,7 +223,7 @@ def _task_found(st: JobsState, jobs: Jobs, task_id: str, record: Record,
         traceback=record.tb.decode(errors="replace") if record.tb else None,
         reason=record.reason.decode(errors="replace") if record.reason else None,
         started_ms=_int(record.st), updated_ms=_int(record.upd), now_ms=now_ms,
-        expose_tracebacks=bool(current_app.config.get("JOBS_EXPOSE_TRACEBACKS")))
+        expose_tracebacks=st.settings.expose_tracebacks)
     if undecodable and body["error"] is None:
         body["error"] = {"type": "DecodeError", "message": "The stored value could not be decoded."}
     return Found("task", _TaskSnapshot(task_id, jobs, record), body, _owners([record.owner]),
@@ -297,7 +296,7 @@ def lookup(jobs: Jobs, ident: str) -> Found | None:
     :returns: None for an id that is not known (never enqueued, or expired).
     :raises redis.ConnectionError: Redis is unreachable (the views answer 503).
     """
-    st: JobsState = current_app.extensions["jobs"]
+    st: AppState = current_app.extensions["jobs"]
     pipe = st.client.pipeline(transaction=False)
     pipe.hmget(st.keys.task(ident), _FIELDS)
     pipe.lrange(st.keys.group(ident), 0, -1)
@@ -330,9 +329,10 @@ def eager_body(result: AsyncResult | GroupResult) -> dict[str, Any]:
         return group_body(result.id, [(r.id, r.state, None, None) for r in result.results])
     assert isinstance(result, EagerResult)
     now_ms = int(time.time() * 1000)
+    st: AppState = current_app.extensions["jobs"]
     return status_body(result.id, result.state, result.result, traceback=result.traceback,
                        updated_ms=now_ms, now_ms=now_ms,
-                       expose_tracebacks=bool(current_app.config.get("JOBS_EXPOSE_TRACEBACKS")))
+                       expose_tracebacks=st.settings.expose_tracebacks)
 
 
 # -- responses ----------------------------------------------------------------------------------
@@ -419,8 +419,8 @@ def accepted(result: AsyncResult | GroupResult) -> Response:
 _imported: dict[str, Any] = {}
 
 
-def _hook(config_key: str, fallback: Callable[..., Any] | None) -> Callable[..., Any] | None:
-    value = current_app.config.get(config_key)
+def _hook(config_key: str, value: Any,
+          fallback: Callable[..., Any] | None) -> Callable[..., Any] | None:
     if isinstance(value, str):
         if value not in _imported:
             _imported[value] = import_string(value)
@@ -440,12 +440,14 @@ def authorize(jobs: Jobs, action: str, found: Found) -> None:
 
     Either hook may also raise an HTTP error itself (``abort(404)`` to hide existence).
     """
-    owner_hook = _hook("JOBS_CURRENT_OWNER", jobs._current_owner)
+    settings = jobs.state().settings
+    owner_hook = _hook("JOBS_CURRENT_OWNER", settings.current_owner, jobs._current_owner)
     if owner_hook is not None and found.owners:
         me = owner_hook()
         if me is None or any(str(me) != owner for owner in found.owners):
             raise Forbidden("This task belongs to another user.")
-    authorizer = _hook("JOBS_STATUS_AUTHORIZER", jobs._status_authorizer)
+    authorizer = _hook("JOBS_STATUS_AUTHORIZER", settings.status_authorizer,
+                       jobs._status_authorizer)
     if authorizer is not None and not authorizer(action, found.result):
         raise Forbidden(f"Not allowed to {action} this task.")
 
@@ -491,7 +493,7 @@ def _read_update(jobs: Jobs, ident: str) -> Update:
     return _update(lookup(jobs, ident))
 
 
-def events_hub(st: JobsState) -> Hub:
+def events_hub(st: AppState) -> Hub:
     """The SSE hub of ``st``'s app in this process: one pub/sub connection for all its streams."""
     return hub_for(st, functools.partial(_read_update, st.jobs))
 
@@ -604,8 +606,7 @@ def make_blueprint(jobs: Jobs) -> Blueprint:
         """Server-Sent Events: the status now, then one event per change until final."""
         found = find(task_id)
         authorize(jobs, "read", found)
-        st: JobsState = current_app.extensions["jobs"]
-        config = current_app.config
+        st: AppState = current_app.extensions["jobs"]
         follower = None
         if found.final:
             if request.headers.get("Last-Event-ID") == found.event_id:
@@ -614,7 +615,7 @@ def make_blueprint(jobs: Jobs) -> Blueprint:
             first = _update(found)
         else:
             # One pub/sub connection per process for all streams; returns once subscribed.
-            min_interval = st.progress_interval if found.kind == "group" else 0.0
+            min_interval = st.settings.progress_interval if found.kind == "group" else 0.0
             follower = events_hub(st).follow(task_id, found.channels, min_interval=min_interval)
             try:
                 # Read again now that we are subscribed: no change can slip in between.
@@ -625,8 +626,8 @@ def make_blueprint(jobs: Jobs) -> Blueprint:
             if first is GONE:  # forgotten or expired meanwhile: send what we found, and end
                 first = replace(_update(found), final=True)
         stream = EventStream(first, follower,
-                             heartbeat=float(config.get("JOBS_SSE_HEARTBEAT", 15.0)),
-                             max_age=float(config.get("JOBS_SSE_MAX_AGE", 300.0)))
+                             heartbeat=st.settings.sse_heartbeat,
+                             max_age=st.settings.sse_max_age)
         response = Response(stream_with_context(stream), mimetype="text/event-stream")
         response.call_on_close(stream.close)
         response.headers["Cache-Control"] = "no-store"

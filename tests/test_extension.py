@@ -9,8 +9,9 @@ import pytest
 from flask import Flask
 
 from flask_jobs import Jobs
+from flask_jobs.config import DEFAULTS
 from flask_jobs.exceptions import ImproperlyConfigured
-from flask_jobs.extension import DEFAULTS, JobsState
+from flask_jobs.state import AppState
 from flask_jobs.worker.main import BackgroundWorker
 from tests.apps import basic
 
@@ -30,7 +31,7 @@ def plain_app(**config: object) -> Flask:
 def test_constructor_with_app(jobs_redis_url):
     app = plain_app(JOBS_BROKER_URL=jobs_redis_url)
     jobs = Jobs(app)
-    assert isinstance(app.extensions["jobs"], JobsState)
+    assert isinstance(app.extensions["jobs"], AppState)
     assert app.extensions["jobs"].jobs is jobs
     assert jobs.state(app) is app.extensions["jobs"]
 
@@ -277,4 +278,5 @@ def test_config_numbers_may_be_numeric_strings_or_timedeltas():
     app.config.update(JOBS_BROKER_URL="redis://localhost:6379/0", JOBS_ORPHAN_TIMEOUT="12.5",
                       JOBS_RESULT_EXPIRES=dt.timedelta(hours=1), JOBS_MAX_DELIVERIES="3")
     state = Jobs(app).state(app)
-    assert (state.orphan_timeout, state.result_ttl_ms, state.max_deliveries) == (12.5, 3_600_000, 3)
+    settings = state.settings
+    assert (settings.orphan_timeout, settings.result_ttl_ms, settings.max_deliveries) == (12.5, 3_600_000, 3)

@@ -6,6 +6,7 @@ production); Flask's test client can only iterate one stream per thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -297,7 +298,7 @@ def test_each_app_has_its_own_hub(app: Flask, port: int, jobs_redis_url: str,
 def test_group_stream_reads_at_most_once_per_interval(app: Flask, client: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     state = app.extensions["jobs"]
-    monkeypatch.setattr(state, "progress_interval", 0.3)
+    monkeypatch.setattr(state, "settings", dataclasses.replace(state.settings, progress_interval=0.3))
     g = group(basic.add.s(i, i) for i in range(3)).apply_async()
     members = [r.id for r in g.results]
     stream = Stream(client, f"/jobs/events/{g.id}")

@@ -24,7 +24,7 @@ from .. import signals, states
 from ..broker import parse_handed
 from ..exceptions import ContentDisallowed, DecodeError, EncodeError, TaskRevokedError, describe
 from ..execution import Outcome, execute
-from ..task import Context
+from ..request import Context
 from .gate import Gate
 from .writer import Reporter, Writer
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from ..broker import Claimed
-    from ..extension import JobsState
+    from ..state import AppState
 
 log = logging.getLogger("flask_jobs.worker")
 
@@ -55,7 +55,7 @@ class Runtime:
                  limits: Callable[..., Any] | None = None,
                  max_tasks: int | None = None) -> None:
         self.app = app
-        self.state: JobsState = app.extensions["jobs"]
+        self.state: AppState = app.extensions["jobs"]
         self.jobs = self.state.jobs
         self.name = name
         self.hostname = hostname
@@ -80,7 +80,7 @@ class Runtime:
         #: Set by a revoke(terminate=True) aimed at the main thread (solo).
         self.terminate_target: str | None = None
         self._result_dumps = self.state.codecs.dumps
-        self._result_serializer = self.state.result_serializer
+        self._result_serializer = self.state.settings.result_serializer
         #: Inbox keys of this process's consumers (a stop pushes a bare wake-up to each).
         self.inboxes: list[str] = []
         #: With several consumers, lets a suspect task run alone in the process (gate.py).

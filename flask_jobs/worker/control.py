@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 if TYPE_CHECKING:
-    from ..extension import JobsState
+    from ..state import AppState
 
 log = logging.getLogger("flask_jobs.worker")
 
@@ -46,14 +46,14 @@ class ControlChannel:
         every reconnection), before any message published after it is handled.
     """
 
-    def __init__(self, state: JobsState, on_control: Callable[[dict[str, Any]], None],
+    def __init__(self, state: AppState, on_control: Callable[[dict[str, Any]], None],
                  on_listen: Callable[[], None] | None = None) -> None:
         self.state = state
         self.on_control = on_control
         self.on_listen = on_listen
         self._pubsub: Any = None
         #: How long a PING may go unanswered before the connection is taken for dead.
-        self.pong_timeout = float(state.config.get("JOBS_BROKER_TIMEOUT") or 5.0)
+        self.pong_timeout = state.settings.broker_timeout
         self._heard = 0.0  # time.monotonic() of the last thing Redis sent us
         self._pinged: float | None = None  # ... of our unanswered PING, if one is out
 

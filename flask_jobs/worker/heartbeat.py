@@ -18,7 +18,7 @@ import redis
 from .control import ControlChannel
 
 if TYPE_CHECKING:
-    from ..extension import JobsState
+    from ..state import AppState
 
 log = logging.getLogger("flask_jobs.worker")
 
@@ -31,7 +31,7 @@ class Heartbeat(threading.Thread):
         confirmed (see :mod:`~flask_jobs.worker.control`).
     """
 
-    def __init__(self, state: JobsState, caller: str, identities: Callable[[], list[str]],
+    def __init__(self, state: AppState, caller: str, identities: Callable[[], list[str]],
                  info: dict[str, Any], on_control: Callable[[dict[str, Any]], None],
                  on_listen: Callable[[redis.Redis], None] | None = None) -> None:
         super().__init__(name="flask-jobs-heartbeat", daemon=True)
@@ -45,7 +45,7 @@ class Heartbeat(threading.Thread):
         #: Held while beating or reaping: once :meth:`stop` returns, no beat is in flight.
         self.beat_lock = threading.Lock()
         self.beats = 0
-        timeout = state.orphan_timeout
+        timeout = state.settings.orphan_timeout
         self.timeout_ms = max(100, int(timeout * 1000))
         self.interval = max(0.02, timeout / 4)
         self.reap_interval = max(0.05, timeout / 2)

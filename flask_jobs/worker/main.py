@@ -61,17 +61,17 @@ class Worker:
             raise ValueError(f"Unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
         self.app = app
         self.state = app.extensions["jobs"]
-        cfg = app.config
+        cfg = self.state.settings
         self.pool = pool
         default_c = {"solo": 1, "threads": 8, "gevent": 100, "prefork": os.cpu_count() or 1}
         self.concurrency = 1 if pool == "solo" else int(
-            concurrency or cfg["JOBS_WORKER_CONCURRENCY"] or default_c[pool])
-        self.queues = queues or [self.state.default_queue]
+            concurrency or cfg.worker_concurrency or default_c[pool])
+        self.queues = queues or [cfg.default_queue]
         self.hostname = hostname or f"worker@{socket.gethostname()}"
-        self.prefetch = int(prefetch or cfg["JOBS_WORKER_PREFETCH"])
+        self.prefetch = int(prefetch or cfg.worker_prefetch)
         self.max_tasks_per_child = max_tasks_per_child
         self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None
-                                      else cfg["JOBS_WORKER_SHUTDOWN_TIMEOUT"])
+                                      else cfg.shutdown_timeout)
         #: The identity owning this process's tasks in Redis: unique per process and start.
         self.name = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
         self.info = {"hostname": self.hostname, "pid": os.getpid(), "pool": pool,
@@ -110,7 +110,8 @@ class Worker:
             :meth:`connect_at_start`).
         """
         self.connect_at_start()  # before any fork
-        self.state.broker.register_rate_limits(self.state.jobs.tasks)
+        self.state.broker.register_rate_limits(
+            {name: task.rate_limit for name, task in self.state.jobs.tasks.items()})
         if self.pool == "prefork":
             from .prefork import PreforkSupervisor
 
@@ -127,9 +128,9 @@ class Worker:
 
         :raises BrokerUnavailable: with the reason and the URL (secrets hidden).
         """
-        config = self.state.config
-        retries = config["JOBS_BROKER_CONNECTION_MAX_RETRIES"]
-        if not config["JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP"]:
+        settings = self.state.settings
+        retries = settings.connection_max_retries
+        if not settings.retry_on_startup:
             retries = 0
         where = self.state.broker_url_safe
         attempt = 0
@@ -328,7 +329,8 @@ class BackgroundWorker:
     def start(self) -> BackgroundWorker:
         """Start the consumers, the heartbeat and the flusher."""
         rt, w = self.runtime, self.worker
-        w.state.broker.register_rate_limits(w.state.jobs.tasks)
+        w.state.broker.register_rate_limits(
+            {name: task.rate_limit for name, task in w.state.jobs.tasks.items()})
         self._hb = Heartbeat(w.state, w.name, lambda: [w.name], w.info,
                              lambda cmd: w._control(rt, cmd, -1), rt.on_listen)
         self._hb.beat(w.state.client)

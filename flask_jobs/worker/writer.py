@@ -14,10 +14,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
-from ..execution import Outcome, progress_meta
+from ..execution import Outcome
+from ..request import progress_meta
 
 if TYPE_CHECKING:
-    from ..extension import JobsState
+    from ..state import AppState
 
 #: Outcomes older than this are flushed by the flusher thread if no claim has carried them. A
 #: consumer draining short tasks claims again (carrying them) sooner than this, so the flusher
@@ -69,7 +70,7 @@ class Reporter:
 class Writer:
     """The write buffer of one worker process, shared by its consumers and its flusher."""
 
-    def __init__(self, state: JobsState, worker: str) -> None:
+    def __init__(self, state: AppState, worker: str) -> None:
         self.state = state
         self.worker = worker
         self._lock = threading.Lock()
@@ -77,9 +78,9 @@ class Writer:
         self._oldest = 0.0
         self._running: dict[str, Reporter] = {}
         self._dumps = state.codecs.dumps
-        self._rtype = state.result_serializer
-        self._interval = state.progress_interval
-        self._track_started = state.track_started
+        self._rtype = state.settings.result_serializer
+        self._interval = state.settings.progress_interval
+        self._track_started = state.settings.track_started
         #: The encoding of a ``None`` result, the most common one: encoded once, not per task.
         self._none = self._dumps(None, self._rtype)
 
