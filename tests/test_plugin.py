@@ -125,6 +125,7 @@ def test_stopped_worker_leaves_no_registration(app, jobs_redis):
     for _ in range(5):
         worker = BackgroundWorker(app).start()
         worker.stop()
-        wait_for(lambda w=worker: not w._hb.is_alive(), timeout=5, message="heartbeat to end")
+        wait_for(lambda w=worker: not w.process.ears.is_alive(), timeout=5,
+                 message="heartbeat to end")
     assert jobs_redis.smembers("jobs:workers") == set()
     assert jobs_redis.keys("jobs:hb:*") == []

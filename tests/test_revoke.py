@@ -148,7 +148,8 @@ def test_claim_answered_across_a_new_subscription_checks_its_tasks(app, jobs_red
     # Given a consumer whose claim was sent before a (re)subscription and answered after it,
     # with one of the claimed tasks revoked before that subscription (so never heard of)
     from flask_jobs.broker import Claimed
-    from flask_jobs.worker.consumer import Consumer, Runtime
+    from flask_jobs.worker.consumer import Consumer
+    from flask_jobs.worker.runtime import Runtime
 
     rt = Runtime(app, "w-test", "worker@test", ["default"], 4)
     consumer = Consumer(rt)

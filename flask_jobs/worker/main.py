@@ -1,89 +1,42 @@
-"""The :class:`Worker`: banner, signals, pools (solo, threads, gevent, prefork), shutdown.
+"""The :class:`Worker`: banner, start-up, and the run of a solo, threads or gevent worker.
 
-Shutdown (SIGTERM or Ctrl-C): stop claiming, let running tasks finish for up to
-:data:`JOBS_WORKER_SHUTDOWN_TIMEOUT` seconds, give prefetched tasks back to the front of their
-queues, write every outcome, unregister, exit 0. A second SIGTERM/SIGINT (or the timeout) is a
-cold stop: the running tasks are given back at once and run again on another worker.
+A worker connects to Redis (waiting for it at start), publishes its tasks' rate limits, then
+runs its consumers: in this process for the solo, threads and gevent pools (see
+:meth:`Worker.serve`), or in forked children under a supervisor for prefork (see
+:mod:`~flask_jobs.worker.prefork`). Stopping is described in :mod:`~flask_jobs.worker.shutdown`.
+:class:`BackgroundWorker` runs the same consumers in threads of the caller, for tests.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import signal
-import socket
 import ssl
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
+from flask import Flask
 
-from .. import signals
 from ..exceptions import BrokerUnavailable
-from ..execution import Terminated
-from .consumer import Consumer, Runtime, Wakeup, flusher
-from .control import LISTEN_TIMEOUT
 from .heartbeat import Heartbeat
-from .limits import gevent_limits, raise_in_thread, signal_limits, thread_limits
+from .options import WorkerOptions
+from .pools import POOLS, ThreadsPool
+from .process import Process
+from .runtime import Runtime
+from .shutdown import ColdShutdown, StopSignals
 
-if TYPE_CHECKING:
-    from flask import Flask
+__all__ = ["POOLS", "BackgroundWorker", "Worker", "configure_logging"]
 
 log = logging.getLogger("flask_jobs.worker")
 
-POOLS = ("solo", "threads", "gevent", "prefork")
 
-
-class ColdShutdown(BaseException):  # noqa: N818
-    """Raised in the main thread to stop at once."""
-
-
-class Worker:
-    """A worker process running the tasks of ``app``.
-
-    :param pool: ``solo``, ``threads``, ``gevent`` or ``prefork``.
-    :param concurrency: consumers (threads, greenlets or child processes); default the CPU count
-        (prefork), 8 (threads), 100 (gevent), 1 (solo).
-    :param queues: queues to consume, in priority order (default :data:`JOBS_TASK_DEFAULT_QUEUE`).
-    :param hostname: the node name (default ``worker@<host>``).
-    :param prefetch: tasks each consumer claims at a time (default :data:`JOBS_WORKER_PREFETCH`).
-    :param max_tasks_per_child: recycle a prefork child after this many tasks.
+class Worker(WorkerOptions):
+    """A worker process running the tasks of ``app``; takes the :class:`WorkerOptions
+    <flask_jobs.worker.options.WorkerOptions>` (``pool``, ``concurrency``, ``queues``,
+    ``hostname``, ``prefetch``, ``max_tasks_per_child``, ``shutdown_timeout``).
     """
-
-    def __init__(self, app: Flask, pool: str = "prefork", concurrency: int | None = None,
-                 queues: list[str] | None = None, hostname: str | None = None,
-                 prefetch: int | None = None, max_tasks_per_child: int | None = None,
-                 shutdown_timeout: float | None = None) -> None:
-        if pool not in POOLS:
-            raise ValueError(f"Unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
-        self.app = app
-        self.state = app.extensions["jobs"]
-        cfg = self.state.settings
-        self.pool = pool
-        default_c = {"solo": 1, "threads": 8, "gevent": 100, "prefork": os.cpu_count() or 1}
-        self.concurrency = 1 if pool == "solo" else int(
-            concurrency or cfg.worker_concurrency or default_c[pool])
-        self.queues = queues or [cfg.default_queue]
-        self.hostname = hostname or f"worker@{socket.gethostname()}"
-        self.prefetch = int(prefetch or cfg.worker_prefetch)
-        self.max_tasks_per_child = max_tasks_per_child
-        self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None
-                                      else cfg.shutdown_timeout)
-        #: The identity owning this process's tasks in Redis: unique per process and start.
-        self.name = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.info = {"hostname": self.hostname, "pid": os.getpid(), "pool": pool,
-                     "concurrency": self.concurrency, "queues": self.queues,
-                     "prefetch": self.prefetch, "started": time.time(),
-                     # (for jobs.control.inspect().registered())
-                     "tasks": sorted(self.state.jobs.tasks)}
-        self._signals_seen = 0
-        self._cold_timer: threading.Timer | None = None
-        self._main_hub: Any = None  # gevent pool: the hub of the consumers' thread
-
-    # -- banner ------------------------------------------------------------------------------
 
     def banner(self) -> str:
         """The start-up banner, like Celery's: app, broker, pool, queues and tasks."""
@@ -110,13 +63,13 @@ class Worker:
             :meth:`connect_at_start`).
         """
         self.connect_at_start()  # before any fork
-        self.state.broker.register_rate_limits(
-            {name: task.rate_limit for name, task in self.state.jobs.tasks.items()})
-        if self.pool == "prefork":
-            from .prefork import PreforkSupervisor
+        self.register_rate_limits()
+        if self.pool_type.in_process:
+            return self.serve()
+        # Imported here: it loads ctypes (shared memory), which only this pool needs.
+        from .prefork import PreforkSupervisor
 
-            return PreforkSupervisor(self).run()
-        return self._run_in_process()
+        return PreforkSupervisor(self).run()
 
     def connect_at_start(self) -> None:
         """Reach Redis before anything else, as Celery's worker does
@@ -129,9 +82,7 @@ class Worker:
         :raises BrokerUnavailable: with the reason and the URL (secrets hidden).
         """
         settings = self.state.settings
-        retries = settings.connection_max_retries
-        if not settings.retry_on_startup:
-            retries = 0
+        retries = settings.connection_max_retries if settings.retry_on_startup else 0
         where = self.state.broker_url_safe
         attempt = 0
         while True:
@@ -158,143 +109,70 @@ class Worker:
                             "unlimited" if retries is None else retries)
                 time.sleep(pause)  # (Ctrl-C stops it: no signal handlers are installed yet)
 
-    def _run_in_process(self) -> int:
-        limits: Any = {"solo": signal_limits, "threads": thread_limits,
-                       "gevent": gevent_limits}[self.pool]
-        rt = Runtime(self.app, self.name, self.hostname, self.queues, self.prefetch, limits)
-        consumers = [Consumer(rt) for _ in range(self.concurrency)]
-        main_thread = threading.get_ident()
-        hb = Heartbeat(self.state, self.name, lambda: [self.name], self.info,
-                       lambda cmd: self._control(rt, cmd, main_thread), rt.on_listen)
-        hb.beat(self.state.client)  # registered before the first claim
-        if self.pool == "gevent":
-            self._main_hub = _start_native_thread(hb)
-        else:
-            hb.start()
-        flush_thread = threading.Thread(target=flusher, args=(rt,), name="flask-jobs-flusher",
-                                        daemon=True)
-        flush_thread.start()
-        self._install_signals(rt, consumers)
-        rt.wait_listening(LISTEN_TIMEOUT)  # (after the handlers: a stop may come meanwhile)
-        signals.send(signals.worker_ready, self, hostname=self.hostname)
-        log.info("%s ready.", self.hostname)
+    def register_rate_limits(self) -> None:
+        """Publish the rate limits of this worker's tasks (they apply over all workers)."""
+        self.state.broker.register_rate_limits(
+            {name: getattr(task, "rate_limit", None)
+             for name, task in self.state.jobs.tasks.items()})
+
+    def process(self) -> Process:
+        """A :class:`~flask_jobs.worker.process.Process` of this worker's consumers."""
+        return Process(self.app, self.name, self.hostname, self.queues, self.prefetch,
+                       self.concurrency, self.pool_type.limits())
+
+    def heartbeat(self, rt: Runtime) -> Heartbeat:
+        """The heartbeat of a worker whose consumers share ``rt``: it beats for this worker,
+        reaps dead ones and hears broadcasts for ``rt``."""
+        return Heartbeat(self.state, self.name, lambda: [self.name], self.info,
+                         lambda command: self.control(rt, command), rt.on_listen)
+
+    def serve(self) -> int:
+        """Run the consumers in this process (solo, threads, gevent) until stopped."""
+        pool = self.pool_type
+        process = self.process()
+        rt = process.rt
+        process.start(self.heartbeat(rt), pool.start_ears)
+
+        def warm() -> None:
+            rt.stop_event.set()
+            pool.on_warm_stop(process, self.shutdown_timeout)
+
+        StopSignals(self.shutdown_timeout, warm, _cold).install()
+        pool.install(rt)
+        process.wait_listening()  # (after the handlers: a stop may come meanwhile)
+        self.announce_ready()
         cold = False
         try:
-            if self.pool == "solo":
-                consumers[0].run()
-            else:
-                threads = [threading.Thread(target=c.run, name=f"flask-jobs-consumer-{i}",
-                                            daemon=True) for i, c in enumerate(consumers)]
-                for t in threads:
-                    t.start()
-                rt.stop_event.wait()
-                rt.wake_consumers()  # idle ones are blocked on their inboxes
-                deadline = time.monotonic() + self.shutdown_timeout
-                for t in threads:
-                    t.join(max(0.0, deadline - time.monotonic()))
-                cold = any(t.is_alive() for t in threads)
+            cold = pool.run_consumers(process, self.shutdown_timeout)
         except ColdShutdown:
             cold = True
         finally:
-            if self._cold_timer is not None:
-                self._cold_timer.cancel()
-            rt.stop_event.set()
             signal.setitimer(signal.ITIMER_REAL, 0)
-            for consumer in consumers if cold else ():
-                # Prefetched, never started: back to the front of the queue without counting
-                # the delivery (a warm stop does this in Consumer.run; a cold one cuts it short).
-                while consumer.local:
-                    claimed = consumer.local.popleft()
-                    rt.writer.add(("L", claimed.id, claimed.attempt, "", "", "", "", "", ""))
-            self._finish(rt, hb, cold)
+            self.finish(process, cold)
         return 0
 
-    def _finish(self, rt: Runtime, hb: Heartbeat, cold: bool) -> None:
-        """Write every outcome, then give back whatever is still held, and unregister."""
-        signals.send(signals.worker_shutdown, self, hostname=self.hostname)
-        client = self.state.client
-        for _ in range(3):
-            try:
-                rt.flush(client, final=True)
-                break
-            except Exception as exc:
-                log.warning("Could not write final outcomes (%s); retrying", exc)
-                time.sleep(0.2)
-        hb.stop()  # before unregistering: a beat after it would register this worker again
-        given = self.state.broker.unregister(client, self.name)
-        if given:
-            log.warning("%s stop: gave back %d task(s) to their queues", "Cold" if cold else
-                        "Warm", given)
+    def finish(self, process: Process, cold: bool) -> None:
+        """Announce the shutdown, then write, give back and unregister (see
+        :meth:`Process.finish <flask_jobs.worker.process.Process.finish>`)."""
+        self.announce_shutdown()
+        process.finish(cold)
         log.info("%s stopped.", self.hostname)
 
-    # -- signals and control -----------------------------------------------------------------
-
-    def _install_signals(self, rt: Runtime, consumers: list[Consumer]) -> None:
-        def on_stop(signum: int, frame: Any) -> None:
-            self._signals_seen += 1
-            if self._signals_seen > 1:
-                log.warning("Cold shutdown: giving running tasks back")
-                raise ColdShutdown()
-            log.info("Warm shutdown: finishing running tasks (%.0fs at most); press Ctrl-C "
-                     "again for a cold stop", self.shutdown_timeout)
-            rt.stop_event.set()
-            if self.pool == "solo":
-                # The timeout is a second SIGTERM from a timer thread, not SIGALRM: the running
-                # task's time limits use SIGALRM and must keep working during a warm stop.
-                self._cold_timer = threading.Timer(max(0.01, self.shutdown_timeout), os.kill,
-                                                   (os.getpid(), signal.SIGTERM))
-                self._cold_timer.daemon = True
-                self._cold_timer.start()
-                if consumers[0].waiting:
-                    raise Wakeup()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        if self.pool == "solo":
-            def on_terminate(signum: int, frame: Any) -> None:
-                target = getattr(rt, "terminate_target", None)
-                if target is not None and target in rt.current:
-                    rt.terminate_target = None
-                    raise Terminated()
-
-            signal.signal(signal.SIGUSR1, on_terminate)
-
-    def _control(self, rt: Runtime, command: dict[str, Any], main_thread: int) -> None:
+    def control(self, rt: Runtime, command: dict[str, Any]) -> None:
+        """Act on a broadcast command: note a revoke, and terminate the task if asked to."""
         if command.get("op") != "revoke":
             return
         task_id = str(command.get("id"))
         rt.note_revoked(task_id)
-        if not command.get("terminate") or task_id not in rt.current:
+        running = rt.current.get(task_id)
+        if not command.get("terminate") or running is None:
             return
-        ident, consumer = rt.current[task_id]
         log.info("Terminating task %s", task_id)
-        if self.pool == "solo":
-            rt.terminate_target = task_id  # type: ignore[attr-defined]
-            os.kill(os.getpid(), signal.SIGUSR1)
-        elif self.pool == "gevent":
-            import gevent
-
-            if consumer.greenlet is not None:
-                # we run in the heartbeat's own OS thread: hand the kill to the workers' hub
-                self._main_hub.loop.run_callback_threadsafe(gevent.kill, consumer.greenlet,
-                                                            Terminated)
-        else:
-            raise_in_thread(ident, Terminated)
+        self.pool_type.terminate(rt, task_id, *running)
 
 
-def _start_native_thread(hb: Heartbeat) -> Any:
-    """Under gevent, run the heartbeat in a real OS thread (gevent gives it its own hub): as a
-    greenlet it would starve behind a task that never yields (CPU-bound), its heartbeat would
-    lapse and the task would be delivered again while it still runs. Returns the caller's hub.
-    """
-    import gevent
-    from gevent import monkey
-
-    hb.stop_event = monkey.get_original("threading", "Event")()
-    hb.beat_lock = monkey.get_original("threading", "Lock")()
-    monkey.get_original("_thread", "start_new_thread")(hb.run, ())
-    return gevent.get_hub()
-
+def _cold() -> None:
+    raise ColdShutdown()
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -316,10 +194,11 @@ class BackgroundWorker:
                  prefetch: int | None = None, hostname: str = "worker@test") -> None:
         self.worker = Worker(app, pool="threads", concurrency=concurrency, queues=queues,
                              hostname=hostname, prefetch=prefetch)
-        self.runtime = Runtime(app, self.worker.name, hostname, self.worker.queues,
-                               self.worker.prefetch, thread_limits)
-        self._threads: list[threading.Thread] = []
-        self._hb: Heartbeat | None = None
+        self.process = self.worker.process()
+        #: What the consumers share (see :class:`~flask_jobs.worker.runtime.Runtime`).
+        self.runtime = self.process.rt
+        self._pool = ThreadsPool()
+        self._threads: list[Any] = []
 
     @property
     def name(self) -> str:
@@ -328,32 +207,19 @@ class BackgroundWorker:
 
     def start(self) -> BackgroundWorker:
         """Start the consumers, the heartbeat and the flusher."""
-        rt, w = self.runtime, self.worker
-        w.state.broker.register_rate_limits(
-            {name: task.rate_limit for name, task in w.state.jobs.tasks.items()})
-        self._hb = Heartbeat(w.state, w.name, lambda: [w.name], w.info,
-                             lambda cmd: w._control(rt, cmd, -1), rt.on_listen)
-        self._hb.beat(w.state.client)
-        self._hb.start()
-        rt.wait_listening(LISTEN_TIMEOUT)
-        self._threads = [threading.Thread(target=Consumer(rt).run, daemon=True)
-                         for _ in range(w.concurrency)]
-        self._threads.append(threading.Thread(target=flusher, args=(rt,), daemon=True))
-        for t in self._threads:
-            t.start()
-        signals.send(signals.worker_ready, w, hostname=w.hostname)  # as _finish sends shutdown
+        w = self.worker
+        w.register_rate_limits()
+        self.process.start(w.heartbeat(self.runtime), self._pool.start_ears)
+        self.process.wait_listening()
+        self._threads = self._pool.start_consumers(self.process)
+        w.announce_ready()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming, wait for running tasks, write outcomes, unregister."""
         self.runtime.stop_event.set()
-        self.runtime.wake_consumers()
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        assert self._hb is not None
-        self.worker._finish(self.runtime, self._hb, cold=any(t.is_alive()
-                                                             for t in self._threads))
+        cold = self._pool.join_consumers(self.process, self._threads, timeout)
+        self.worker.finish(self.process, cold)
 
     def __enter__(self) -> BackgroundWorker:
         return self.start()

@@ -15,19 +15,20 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import states
 from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError, describe
 from ..execution import Outcome, Terminated
-from .consumer import Consumer, Runtime, Wakeup, flusher
-from .control import LISTEN_TIMEOUT, ControlChannel, ControlListener
+from ..message import give_back_write
+from .consumer import Wakeup
+from .control import ControlChannel, ControlListener
 from .heartbeat import Heartbeat
-from .limits import signal_limits
+from .options import WorkerOptions
+from .process import Process
+from .shutdown import StopSignals
+from .slot import Slot
 from .writer import Writer
-
-if TYPE_CHECKING:
-    from .main import Worker
 
 log = logging.getLogger("flask_jobs.worker")
 _mp = multiprocessing.get_context("fork")
@@ -35,49 +36,18 @@ _mp = multiprocessing.get_context("fork")
 KILL_GRACE = 2.0
 
 
-class Slot:
-    """What a child shares with the parent: the task it runs, its attempt, start and limit."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.generation = 0
-        self.task_id = _mp.RawArray(ctypes.c_char, 64)
-        self.numbers = _mp.RawArray(ctypes.c_double, 3)  # attempt, started (monotonic), hard
-        self.process: Any = None
-        self.name = ""
-        self.kill_reason: str | None = None
-        self.kill_deadline: float | None = None
-        #: The task a kill or terminate is aimed at; written by the parent before it signals,
-        #: so neither side ever stops a task that started after the request.
-        self.target = _mp.RawArray(ctypes.c_char, 64)
-
-    def set(self, task_id: str, attempt: int, hard: float | None) -> None:
-        """Called by the child when a task starts."""
-        self.numbers[0] = attempt
-        self.numbers[1] = time.monotonic()
-        self.numbers[2] = hard or 0.0
-        self.task_id.value = task_id.encode()
-
-    def clear(self) -> None:
-        """Called by the child when a task ends."""
-        self.task_id.value = b""
-
-    @property
-    def running(self) -> str:
-        """The id of the task the child runs, or ''."""
-        return self.task_id.value.decode()
-
-
 class PreforkSupervisor:
-    """The parent process of the prefork pool."""
+    """The parent process of the prefork pool.
 
-    def __init__(self, worker: Worker) -> None:
+    :param worker: the worker's options (the :class:`~flask_jobs.worker.main.Worker`).
+    """
+
+    def __init__(self, worker: WorkerOptions) -> None:
         self.worker = worker
         self.state = worker.state
         self.slots = [Slot(i) for i in range(worker.concurrency)]
         self.stop_event = threading.Event()
         self.cold = False
-        self._signals_seen = 0
         self._terminate: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
@@ -98,20 +68,19 @@ class PreforkSupervisor:
     def _child_main(self, slot: Slot) -> None:
         _die_with_parent()
         w = self.worker
-        rt = Runtime(w.app, slot.name, w.hostname, w.queues, w.prefetch, signal_limits,
-                     max_tasks=w.max_tasks_per_child)
-        rt.slot = slot  # type: ignore[attr-defined]
-        consumer = Consumer(rt)
+        process = Process(w.app, slot.name, w.hostname, w.queues, w.prefetch, 1,
+                          w.pool_type.limits(), max_tasks=w.max_tasks_per_child)
+        rt = process.rt
+        rt.slot = slot
+        consumer = process.consumers[0]
+
         # The parent hears revokes for terminating; the child hears them for its own buffer.
         def on_control(command: dict[str, Any]) -> None:
             if command.get("op") == "revoke":
                 rt.note_revoked(str(command.get("id")))
 
-        ears = ControlListener(ControlChannel(self.state, on_control,
-                                              lambda: rt.on_listen(self.state.client)))
-
         def on_stop(signum: int, frame: Any) -> None:
-            rt.stop_event.set()
+            rt.stop_event.set()  # (the parent decides warm or cold, and kills a cold child)
             if consumer.waiting:
                 raise Wakeup()
 
@@ -123,14 +92,11 @@ class PreforkSupervisor:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGUSR1, on_terminate)
-        threading.Thread(target=flusher, args=(rt,), daemon=True).start()
-        ears.start()
-        rt.wait_listening(LISTEN_TIMEOUT)
+        process.start(ControlListener(ControlChannel(self.state, on_control,
+                                                     lambda: rt.on_listen(self.state.client))))
+        process.wait_listening()
         consumer.run()
-        rt.stop_event.set()
-        ears.stop()
-        rt.flush(self.state.client, final=True)
-        self.state.broker.unregister(self.state.client, slot.name)
+        process.finish(cold=False)
         os._exit(0)  # skip atexit handlers inherited from the parent
 
     def _record_killed(self, slot: Slot) -> None:
@@ -153,7 +119,7 @@ class PreforkSupervisor:
             # outcome unsent): give them back without counting this delivery, so only the task
             # it died on moves towards JOBS_MAX_DELIVERIES, not a poison pill's neighbours.
             held = self.state.client.hgetall(self.state.keys.active(slot.name))
-            writes = [("L", k.decode(), int(v), "", "", "", "", "", "")
+            writes = [give_back_write(k.decode(), int(v))
                       for k, v in held.items() if k.decode() != task_id]
             if writes:
                 self.state.broker.write(self.state.client, slot.name, writes)
@@ -172,13 +138,9 @@ class PreforkSupervisor:
         # Fork before starting threads: a fork copies only the calling thread.
         for slot in self.slots:
             self.spawn(slot)
-        hb.beat(self.state.client)
-        hb.start()
-        self._install_signals()
-        from .. import signals
-
-        signals.send(signals.worker_ready, w, hostname=w.hostname)
-        log.info("%s ready.", w.hostname)
+        w.pool_type.start_ears(hb)
+        StopSignals(w.shutdown_timeout, self.stop_event.set, self._cold_stop).install()
+        w.announce_ready()
         try:
             while not self.stop_event.is_set():
                 sentinels = [s.process.sentinel for s in self.slots]
@@ -186,7 +148,7 @@ class PreforkSupervisor:
                 self._supervise(respawn=True)
             self._shutdown()
         finally:
-            signals.send(signals.worker_shutdown, w, hostname=w.hostname)
+            w.announce_shutdown()
             hb.stop()
             # After the last beat: children unregistered themselves, but a beat of ours may
             # have registered their identities again in between.
@@ -194,6 +156,10 @@ class PreforkSupervisor:
                 self.state.broker.unregister(self.state.client, name)
             log.info("%s stopped.", w.hostname)
         return 0
+
+    def _cold_stop(self) -> None:
+        self.cold = True
+        self.stop_event.set()
 
     def _identities(self) -> list[str]:
         return [self.worker.name] + [s.name for s in self.slots if s.name]
@@ -252,20 +218,6 @@ class PreforkSupervisor:
             slot.process.join()
             if slot.process.exitcode != 0:
                 self._record_killed(slot)
-
-    def _install_signals(self) -> None:
-        def on_stop(signum: int, frame: Any) -> None:
-            self._signals_seen += 1
-            if self._signals_seen > 1:
-                self.cold = True
-                log.warning("Cold shutdown: giving running tasks back")
-            else:
-                log.info("Warm shutdown: finishing running tasks (%.0fs at most); press Ctrl-C "
-                         "again for a cold stop", self.worker.shutdown_timeout)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
 
     def _control(self, command: dict[str, Any]) -> None:
         if command.get("op") == "revoke" and command.get("terminate"):

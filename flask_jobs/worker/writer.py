@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import signals, states
 from ..execution import Outcome
+from ..message import Write, final_write, progress_write, retry_write, started_write
 from ..request import progress_meta
-
-if TYPE_CHECKING:
-    from ..state import AppState
+from ..state import AppState
 
 #: Outcomes older than this are flushed by the flusher thread if no claim has carried them. A
 #: consumer draining short tasks claims again (carrying them) sooner than this, so the flusher
@@ -32,8 +31,6 @@ STARTED_DELAY = 0.01
 FLUSH_TICK = 0.01
 #: How long the flusher sleeps when nothing runs and nothing is buffered.
 IDLE_TICK = 0.05
-
-Write = tuple[str, str, int, str, str, bytes | str, str, str | int, bytes | str]
 
 
 class Reporter:
@@ -96,11 +93,13 @@ class Writer:
             state, meta = states.PROGRESS, progress_meta(*meta)
         if notify:
             signals.send(signals.task_progress, r.task, task_id=r.task_id, state=state, meta=meta)
+        rtype = self._rtype
         try:
-            data = self._dumps(meta, self._rtype)
+            data = self._dumps(meta, rtype)
         except Exception as exc:  # a meta we cannot encode must not kill the task or flusher
-            data = self._dumps({"error": f"unencodable progress meta: {exc}"}, "json")
-        return ("P", r.task_id, r.attempt, state, self._rtype, data, "", "", "")
+            rtype = "json"
+            data = self._dumps({"error": f"unencodable progress meta: {exc}"}, rtype)
+        return progress_write(r.task_id, r.attempt, state, rtype, data)
 
     def finished(self, reporter: Reporter, outcome: Outcome, retry_body: bytes = b"",
                  ignore_result: bool = False) -> None:
@@ -129,20 +128,21 @@ class Writer:
         """
         if outcome.state == states.SUCCESS:
             if ignore_result:
-                # The script drops the result of an "i" write: encoding it would be wasted, and
-                # would raise for a value the serializer cannot encode.
-                return ("F", task_id, attempt, states.SUCCESS, self._rtype, b"", "", "i", "")
+                # The script drops the result of an ignored write: encoding it would be wasted,
+                # and would raise for a value the serializer cannot encode.
+                return final_write(task_id, attempt, states.SUCCESS, self._rtype, b"",
+                                   ignore_result=True)
             value = outcome.value
             if value is None:
                 value = self._none
             elif not isinstance(value, bytes):
                 value = self._dumps(value, self._rtype)
-            return ("F", task_id, attempt, states.SUCCESS, self._rtype, value, "", "", "")
+            return final_write(task_id, attempt, states.SUCCESS, self._rtype, value)
         desc = json.dumps(outcome.value, default=str)
         if outcome.state == states.RETRY:
-            return ("R", task_id, attempt, states.RETRY, "json", desc, outcome.traceback,
-                    int(outcome.countdown * 1000), retry_body)
-        return ("F", task_id, attempt, outcome.state, "json", desc, outcome.traceback, "", "")
+            return retry_write(task_id, attempt, desc, outcome.traceback,
+                               int(outcome.countdown * 1000), retry_body)
+        return final_write(task_id, attempt, outcome.state, "json", desc, outcome.traceback)
 
     def add(self, write: Write) -> None:
         """Buffer any other write (give back ``L``, dead letter ``D``)."""
@@ -171,7 +171,7 @@ class Writer:
                     now - r.last_write >= self._interval) else None
                 if track_started and not r.started_sent and (
                         report is not None or now - r.started_at >= STARTED_DELAY):
-                    out.append(("S", r.task_id, r.attempt, states.STARTED, "", "", "", "", ""))
+                    out.append(started_write(r.task_id, r.attempt))
                     r.started_sent = True
                 if report is not None:
                     out.append(self._progress_write(r, report))
@@ -189,10 +189,6 @@ class Writer:
             with self._lock:
                 self._buffer[:0] = keep
                 self._oldest = time.monotonic()
-
-    def has_work(self) -> bool:
-        """Whether anything is running or buffered."""
-        return bool(self._running or self._buffer)
 
     def wait_time(self) -> float:
         """Seconds the flusher may sleep before a write is due.
@@ -216,8 +212,3 @@ class Writer:
                 if pending is not None and pending is not r.sent:
                     wait = min(wait, r.last_write + self._interval - now)
         return max(wait, 0.001)  # never a busy loop, whatever the rounding
-
-    def running_ids(self) -> list[str]:
-        """Ids of the tasks running now."""
-        with self._lock:
-            return list(self._running)

@@ -1,0 +1,73 @@
+"""A worker's options: the command line's and the app's settings, resolved once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+from flask import Flask
+
+from .. import signals
+from ..state import AppState
+from .pools import Pool, make_pool
+
+log = logging.getLogger("flask_jobs.worker")
+
+
+class WorkerOptions:
+    """Everything a worker runs with, defaults filled in from the app's settings.
+
+    :param app: the Flask app whose tasks it runs.
+    :param pool: ``solo``, ``threads``, ``gevent`` or ``prefork``.
+    :param concurrency: consumers (threads, greenlets or child processes); default
+        :data:`JOBS_WORKER_CONCURRENCY`, else the pool's (CPUs, 8, 100; solo is always 1).
+    :param queues: queues to consume, in priority order (default :data:`JOBS_TASK_DEFAULT_QUEUE`).
+    :param hostname: the node name (default ``worker@<host>``).
+    :param prefetch: tasks each consumer claims at a time (default :data:`JOBS_WORKER_PREFETCH`).
+    :param max_tasks_per_child: recycle a prefork child after this many tasks.
+    :param shutdown_timeout: seconds a warm stop waits for running tasks (default
+        :data:`JOBS_WORKER_SHUTDOWN_TIMEOUT`).
+    :raises ValueError: an unknown pool.
+    """
+
+    def __init__(self, app: Flask, pool: str = "prefork", concurrency: int | None = None,
+                 queues: list[str] | None = None, hostname: str | None = None,
+                 prefetch: int | None = None, max_tasks_per_child: int | None = None,
+                 shutdown_timeout: float | None = None) -> None:
+        #: How the consumers run (see :mod:`~flask_jobs.worker.pools`).
+        self.pool_type: Pool = make_pool(pool)
+        self.app = app
+        self.state: AppState = app.extensions["jobs"]
+        settings = self.state.settings
+        #: The pool's name.
+        self.pool = pool
+        self.concurrency = self.pool_type.concurrency(concurrency or settings.worker_concurrency)
+        self.queues = queues or [settings.default_queue]
+        self.hostname = hostname or f"worker@{socket.gethostname()}"
+        self.prefetch = int(prefetch or settings.worker_prefetch)
+        self.max_tasks_per_child = max_tasks_per_child
+        self.shutdown_timeout = float(shutdown_timeout if shutdown_timeout is not None
+                                      else settings.shutdown_timeout)
+        #: The identity owning this process's tasks in Redis: unique per process and start.
+        self.name = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
+        #: The heartbeat's payload, read by ``jobs.control.inspect()``.
+        self.info: dict[str, Any] = {
+            "hostname": self.hostname, "pid": os.getpid(), "pool": pool,
+            "concurrency": self.concurrency, "queues": self.queues, "prefetch": self.prefetch,
+            "started": time.time(), "tasks": sorted(self.state.jobs.tasks),
+        }
+
+    # -- what every worker announces ----------------------------------------------------------
+
+    def announce_ready(self) -> None:
+        """Send :data:`~flask_jobs.signals.worker_ready` and log that the worker is up."""
+        signals.send(signals.worker_ready, self, hostname=self.hostname)
+        log.info("%s ready.", self.hostname)
+
+    def announce_shutdown(self) -> None:
+        """Send :data:`~flask_jobs.signals.worker_shutdown` (before the last writes)."""
+        signals.send(signals.worker_shutdown, self, hostname=self.hostname)
