@@ -5,9 +5,12 @@ from pallets_sphinx_themes import get_version
 # Project --------------------------------------------------------------
 
 project = "flask-jobs"
+#: The distribution's name on PyPI and in the installed metadata. The product is flask-jobs,
+#: but ``flask-jobs`` on PyPI is an unrelated project, so we publish as flask-jobs-redis.
+dist_name = "flask-jobs-redis"
 copyright = "2024 flask-jobs contributors"
 author = "flask-jobs contributors"
-release, version = get_version("flask-jobs")
+release, version = get_version(dist_name)
 
 # General --------------------------------------------------------------
 

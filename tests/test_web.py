@@ -454,7 +454,7 @@ def test_wheel_ships_the_widget(tmp_path: Any) -> None:
     out = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
                     str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = glob.glob(str(out / "flask_jobs-*.whl"))
+    (wheel,) = glob.glob(str(out / "flask_jobs_redis-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "flask_jobs/static/flask-jobs.js" in names
     assert "flask_jobs/static/flask-jobs.css" in names
