@@ -6,9 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test test-engine demo bench bench-quick docs lint clean
 
+# The distribution was named flask-jobs before (a name an unrelated PyPI project owns): an old
+# .venv's install of it, or its flask_jobs.egg-info left in the checkout, would be a second
+# flask_jobs distribution with its own entry points, so the install removes both.
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip uninstall -qq -y flask-jobs
+	rm -rf flask_jobs.egg-info
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

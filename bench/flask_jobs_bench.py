@@ -29,7 +29,7 @@ def _worker(pool: str, concurrency: int = 1, prefetch: int = 64) -> list[str]:
 
 class FlaskJobsAdapter(Adapter):
     name = "flask-jobs"
-    distributions = ("flask-jobs", "redis", "hiredis", "flask")
+    distributions = ("flask-jobs-redis", "redis", "hiredis", "flask")
     bulk_api = "group(sigs).apply_async() (one pipelined round trip)"
 
     def setup(self) -> None:

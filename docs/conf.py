@@ -1,13 +1,18 @@
 """Sphinx configuration for the flask-jobs documentation (``make docs``)."""
 
+import os
+
 from pallets_sphinx_themes import get_version
 
 # Project --------------------------------------------------------------
 
 project = "flask-jobs"
+#: The distribution's name on PyPI and in the installed metadata. The product is flask-jobs,
+#: but ``flask-jobs`` on PyPI is an unrelated project, so we publish as flask-jobs-redis.
+dist_name = "flask-jobs-redis"
 copyright = "2024 flask-jobs contributors"
 author = "flask-jobs contributors"
-release, version = get_version("flask-jobs")
+release, version = get_version(dist_name)
 
 # General --------------------------------------------------------------
 
@@ -36,6 +41,22 @@ html_sidebars = {
 singlehtml_sidebars = {"index": ["localtoc.html"]}
 html_title = f"flask-jobs Documentation ({version})"
 html_show_sourcelink = False
+
+# The theme's version banner: its describe_version.js fetches
+# https://pypi.org/simple/<name>/ on page load and, when the documented version is not the
+# newest release there, prepends "This is an old version. The current version is ...". The
+# theme takes <name> from ``project``, which would ask about the unrelated ``flask-jobs``
+# (1.0.14 > 0.1: every page would call our docs old). So the theme's own script tag is
+# turned off and the same script is added here with the PyPI name, under the theme's rule
+# for when to add it (always, except Read the Docs' stable and pull-request builds).
+version_banner = False
+_rtd_version = os.environ.get("READTHEDOCS_VERSION")
+if _rtd_version is None or (
+    _rtd_version != "stable" and os.environ.get("READTHEDOCS_VERSION_TYPE") in {"branch", "tag"}
+):
+    html_js_files = [
+        ("describe_version.js", {"data-project": dist_name, "data-version": version}),
+    ]
 
 
 # Checks ---------------------------------------------------------------

@@ -49,7 +49,7 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
         try:
             from gevent import monkey
         except ImportError:
-            raise click.UsageError("The gevent pool needs gevent: pip install 'flask-jobs[gevent]'")
+            raise click.UsageError("The gevent pool needs gevent: pip install 'flask-jobs-redis[gevent]'")
         monkey.patch_all()  # before the app is imported, so its sockets are cooperative
     from .worker.main import Worker, configure_logging
 

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import glob
-import shutil
 import socket
-import subprocess
-import sys
 import uuid
-import zipfile
 from typing import Any
 
 import pytest
@@ -17,7 +12,7 @@ from flask import Flask, url_for
 from flask_jobs import Jobs, group
 from flask_jobs.web import make_blueprint
 from tests.apps import basic
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -442,23 +437,6 @@ def test_blueprint_opt_out_and_manual_registration(jobs_redis_url: str, jobs_red
     app2.register_blueprint(make_blueprint(jobs2), url_prefix="/tasks")
     resp = app2.test_client().get(f"/tasks/status/{r.id}")
     assert resp.status_code == 200 and resp.get_json()["state"] == "PENDING"
-
-
-def test_wheel_ships_the_widget(tmp_path: Any) -> None:
-    # Build from a copy, so the build leaves nothing in the working tree; the static symlink
-    # (flask_jobs/static -> ../static) is copied as a symlink, as a checkout has it.
-    src = tmp_path / "src"
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "docs",
-        "bench", "tests", "example_app", "artifacts", "instance"))
-    out = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-                    str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = glob.glob(str(out / "flask_jobs-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "flask_jobs/static/flask-jobs.js" in names
-    assert "flask_jobs/static/flask-jobs.css" in names
-    assert "flask_jobs/web.py" in names
 
 
 def test_non_finite_numbers_become_null(app: Flask, client: Any) -> None:
