@@ -155,12 +155,12 @@ class Broker:
         head = (self.base, self.settings.result_ttl_ms, group, check_all)
         if len(messages) == 1 and ids is None:  # delay(): one shape, one task
             m = messages[0]
-            return int(self.direct.evalsha(self._enqueue.sha, (*head, 1, *m.shape(), 1, m.id, 1,
-                                                               m.body)))
+            return int(self.direct.evalsha(self._enqueue.sha, (self.keys.task(m.id),),
+                                           (*head, 1, *m.shape(), 1, m.id, 1, m.body)))
         if ids is None:
             ids = []
 
-        def calls() -> Iterator[list[Any]]:
+        def calls() -> Iterator[tuple[list[str], list[Any]]]:
             # Built chunk by chunk while Redis runs the previous one (see DirectLine).
             for start in range(0, len(messages), ENQUEUE_CHUNK):
                 shapes: dict[tuple[Any, ...], int] = {}
@@ -193,13 +193,14 @@ class Broker:
                     args += shape
                 args.append(len(tail) // 3)
                 args += tail
-                yield args
+                yield [self.keys.task(tail[0])], args
 
         return sum(self.direct.evalsha_many(self._enqueue.sha, calls()))
 
     def revoke(self, task_id: str, terminate: bool = False, signal: str = "SIGTERM") -> str | None:
         """Revoke a task (see ``scripts/revoke.lua``) and tell workers; returns its state."""
-        state = self._revoke(args=[self.base, task_id, self.settings.result_ttl_ms, "revoked"])
+        state = self._revoke(keys=[self.keys.task(task_id)],
+                             args=[self.base, task_id, self.settings.result_ttl_ms, "revoked"])
         self.client.publish(self.keys.control, json.dumps(
             {"op": "revoke", "id": task_id, "terminate": bool(terminate), "signal": signal}))
         return state.decode() if isinstance(state, bytes) else None
@@ -209,7 +210,8 @@ class Broker:
         """Record ``state`` for chain links that will never be sent (see ``fail_links.lua``)."""
         if not task_ids:
             return 0
-        return int(self._fail_links(args=[self.base, self.settings.result_ttl_ms, state, result,
+        return int(self._fail_links(keys=[self.keys.task(task_ids[0])],
+                                    args=[self.base, self.settings.result_ttl_ms, state, result,
                                           traceback, *task_ids]))
 
     def placeholders(self, tasks: Sequence[tuple[str, str]], owner: str = "") -> int:
@@ -220,7 +222,7 @@ class Broker:
         args: list[Any] = [self.base, self.settings.result_ttl_ms, owner]
         for task_id, name in tasks:
             args.extend((task_id, name))
-        return int(self._placeholders(args=args))
+        return int(self._placeholders(keys=[self.keys.task(tasks[0][0])], args=args))
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
         """Write a state and meta to an existing record, without fencing."""
@@ -263,7 +265,7 @@ class Broker:
                            "" if seq is None else seq, len(queues), *queues, len(writes)]
         for w in writes:
             args.extend(w)
-        out = self._claim(args=args, client=client)
+        out = self._claim(keys=[self.keys.active(worker)], args=args, client=client)
         count, more, next_due, handed = int(out[0]), bool(out[1]), int(out[2]), int(out[3])
         claimed = [parse_handed(out[i]) for i in range(6, 6 + handed)]
         end = 6 + handed + count * 6
@@ -283,7 +285,7 @@ class Broker:
                            self.settings.dead_ttl_ms, len(writes)]
         for w in writes:
             args.extend(w)
-        return int(self._write(args=args, client=client))
+        return int(self._write(keys=[self.keys.active(worker)], args=args, client=client))
 
     def heartbeat(self, client: redis.Redis, workers: Iterable[str], info: dict[str, Any],
                   timeout_ms: int) -> None:
@@ -321,7 +323,8 @@ class Broker:
 
     def reap(self, client: redis.Redis, caller: str, lock_ms: int, give_back: str = "") -> int:
         """Give back the tasks of dead workers (and of ``give_back``); returns how many."""
-        return int(self._reap(args=[self.base, caller, lock_ms, give_back], client=client))
+        return int(self._reap(keys=[self.keys.workers], args=[self.base, caller, lock_ms, give_back],
+                              client=client))
 
     def unregister(self, client: redis.Redis, worker: str) -> int:
         """Remove a stopping worker, giving back anything it still holds, and delete its
@@ -346,7 +349,8 @@ class Broker:
             for prio in range(10):
                 taken = PURGE_CHUNK
                 while taken == PURGE_CHUNK:  # (a chunk short of full emptied the list)
-                    n, taken = self._purge(args=[self.base, queue, prio,
+                    n, taken = self._purge(keys=[self.keys.queue(queue, prio)],
+                                           args=[self.base, queue, prio,
                                                  self.settings.result_ttl_ms, PURGE_CHUNK])
                     discarded += int(n)
         return discarded

@@ -155,11 +155,13 @@ class DirectLine:
         else:
             conn.disconnect()
 
-    def evalsha(self, sha: str, args: Sequence[Any]) -> Any:
-        """One ``EVALSHA sha 0 *args`` and its reply (the hot path of a single send)."""
+    def evalsha(self, sha: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One ``EVALSHA sha numkeys *keys *args`` and its reply (the hot path of a single
+        send)."""
         conn = self._take()
         try:
-            conn.send_packed_command(_pack(conn, ("EVALSHA", sha, 0, *args)), check_health=False)
+            conn.send_packed_command(_pack(conn, ("EVALSHA", sha, len(keys), *keys, *args)),
+                                     check_health=False)
             if self._spin:
                 sent_at = time.perf_counter()
                 if sent_at - self._last_reply <= BURST_GAP:
@@ -177,9 +179,10 @@ class DirectLine:
         self._give(conn)
         return reply
 
-    def evalsha_many(self, sha: str, calls: Iterable[Sequence[Any]]) -> list[Any]:
-        """Send one ``EVALSHA sha 0 *args`` per item of ``calls`` without waiting, then read
-        every reply, in order.
+    def evalsha_many(self, sha: str,
+                     calls: Iterable[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Send one ``EVALSHA sha numkeys *keys *args`` per ``(keys, args)`` of ``calls``
+        without waiting, then read every reply, in order.
 
         Each call is packed and written as soon as the previous one is, so Redis runs one while
         this thread packs the next. A Redis error reply (e.g. ``NOSCRIPT``) is raised after
@@ -189,8 +192,8 @@ class DirectLine:
         conn = self._take()
         try:
             sent = 0
-            for args in calls:
-                conn.send_packed_command(_pack(conn, ("EVALSHA", sha, 0, *args)),
+            for keys, args in calls:
+                conn.send_packed_command(_pack(conn, ("EVALSHA", sha, len(keys), *keys, *args)),
                                          check_health=False)
                 sent += 1
             replies: list[Any] = []

@@ -61,9 +61,11 @@ key                            type     what it holds, and when it goes away
 ``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).
 =============================  =======  ==============================================================
 
-The Lua scripts in ``scripts/`` build the same names from the prefix; this module and the header
-of ``scripts/lib.lua`` must agree. All keys of a deployment share the prefix, so a hash tag in the
-prefix (``JOBS_KEY_PREFIX = "{jobs}"``) puts them in one Redis Cluster slot.
+The Lua scripts in ``scripts/`` build the same names from the prefix (each also receives one of
+them in ``KEYS``, for Redis Cluster routing); this table and the header of ``scripts/lib.lua``
+must agree, and ``tests/test_keys.py`` checks that they do. All keys of a deployment share the
+prefix, so a hash tag in the prefix (``JOBS_KEY_PREFIX = "{jobs}"``) puts them in one Redis
+Cluster slot.
 """
 
 from __future__ import annotations
@@ -72,7 +74,6 @@ from dataclasses import dataclass
 
 #: Priorities are 0-9; a higher number runs first. Tasks without one get this.
 DEFAULT_PRIORITY = 5
-PRIORITIES = range(10)
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,6 @@ class Keys:
     def rates(self) -> str:
         """The hash of task rate limits (ms between runs)."""
         return f"{self.prefix}:rates"
-
-    @property
-    def reaper_lock(self) -> str:
-        """The reaper's mutex."""
-        return f"{self.prefix}:lock:reaper"
 
     @property
     def dead_letters(self) -> str:

@@ -101,7 +101,7 @@ def test_a_lone_send_does_not_busy_poll(app, jobs_redis):
     line = DirectLine(app.extensions["jobs"].client.connection_pool, busy_poll_us=200)
     assert line._last_reply == float("-inf")
     # When it sends once
-    assert line.evalsha(jobs_redis.script_load("return 7"), ()) == 7
+    assert line.evalsha(jobs_redis.script_load("return 7"), (), ()) == 7
     # Expect the reply to have been awaited by a blocking read, not by polling
     assert not hasattr(line._idle[-1], "_flask_jobs_poll")
 
@@ -110,7 +110,7 @@ def test_busy_polling_can_be_turned_off(app, jobs_redis):
     from flask_jobs.direct import DirectLine
 
     line = DirectLine(app.extensions["jobs"].client.connection_pool, busy_poll_us=0)
-    assert line.evalsha(jobs_redis.script_load("return 7"), ()) == 7
+    assert line.evalsha(jobs_redis.script_load("return 7"), (), ()) == 7
     assert not hasattr(line._idle[-1], "_flask_jobs_poll")
 
 
@@ -125,12 +125,12 @@ def test_replies_that_come_too_late_pause_busy_polling(app, jobs_redis, monkeypa
     sha = jobs_redis.script_load("return 1")
     # When SPIN_MISSES sends in a row miss it
     for _ in range(direct.SPIN_MISSES):
-        assert line.evalsha(slow, ()) == 1
+        assert line.evalsha(slow, (), ()) == 1
     # Expect the line to stop polling (each call only counts down the pause) ...
     assert line._misses == direct.SPIN_MISSES
-    line.evalsha(sha, ())
+    line.evalsha(sha, (), ())
     assert line._misses == direct.SPIN_MISSES + 1
     # ... and to try again after SPIN_PAUSE calls
     for _ in range(direct.SPIN_PAUSE - 1):
-        line.evalsha(sha, ())
+        line.evalsha(sha, (), ())
     assert line._misses == direct.SPIN_MISSES // 2

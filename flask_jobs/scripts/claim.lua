@@ -1,5 +1,6 @@
 -- claim.lua: acknowledge a batch of writes, move due delayed tasks to their queues, and claim up
 -- to N ready tasks for one worker, in one round trip.
+-- KEYS[1]: the worker's active hash (w:<worker>:active); every key shares its prefix (and slot).
 -- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, slot, idle, seq,
 --       nqueues, queue..., then the write batch (apply_writes in lib.lua).
 -- slot names the calling consumer's inbox (w:<worker>:in:<slot>); idle = '1' registers it as
@@ -27,7 +28,7 @@ local worker, n, max_dlv = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, dead_ttl, slot, nq = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[10])
 local seq = ARGV[9]
 local stale = apply_writes(worker, 11 + nq, ttl, dead_ttl)
-local active = P .. 'w:' .. worker .. ':active'
+local active = KEYS[1]
 
 -- Whatever was handed to this consumer while it was idle is already claimed: take it first.
 local member = worker .. '|' .. slot

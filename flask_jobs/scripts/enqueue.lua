@@ -1,5 +1,6 @@
 -- standalone: enqueue.lua does not use lib.lua (the fewer Lua steps, the faster every send).
 -- enqueue.lua: write the PENDING records and queue the ids of one or many tasks, atomically.
+-- KEYS[1]: the record of the call's first task (t:<id>); every key shares its prefix (and slot).
 -- ARGV: prefix, result_ttl_ms, group ('' for none), check_all ('1' on a resend),
 --   nshapes, then 8 fields per shape (what messages of a call usually share):
 --     queue, prio, name, ctype, delay_ms (0 = now), expires_ms (0 = never), owner,

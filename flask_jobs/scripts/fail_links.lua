@@ -3,6 +3,7 @@
 -- the error instead of hanging, as in Celery. Ids that already have a record are left alone,
 -- except a placeholder (placeholders.lua), which takes the state (and stays one, so the task
 -- is never sent after all).
+-- KEYS[1]: the record of the first id (t:<id>); the others share its prefix (and slot).
 -- ARGV: prefix, result_ttl_ms, state, result (json), traceback, then the ids.
 -- Returns the number of records written.
 local ttl, state, result, tb = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]

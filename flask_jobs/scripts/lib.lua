@@ -1,13 +1,28 @@
 -- lib.lua: helpers shared by every flask-jobs script; prepended to each one when it is loaded.
 --
--- ARGV[1] is always the key prefix with its colon ("jobs:"). Key names mirror flask_jobs/keys.py:
---   t:<id> task record hash | q:<queue>:<prio> ready list | wake:<queue> wake-up token list
---   idle:<queue> set of idle consumers | w:<worker>:in:<slot> consumer inbox list
---   w:<worker>:idle set of idle registrations | delayed zset | w:<worker>:active hash
---   w:<worker>:claims hash: per consumer slot, what its last claim returned (field <slot>) and
---   what enqueue handed to it since (field <slot>:h), so a claim re-sent after a lost reply
---   gets the same tasks back (claim.lua)
---   hb:<worker> | workers set | dlq list | stats hash | ev:<id> pub/sub channel | lock:reaper
+-- ARGV[1] is always the key prefix with its colon ("jobs:"); KEYS[1] is a key the script
+-- touches, built from the same prefix, so a Redis Cluster client can route the call (every key
+-- shares the prefix: a hash tag in it puts them all in one slot). The keys, after the prefix
+-- (the table in flask_jobs/keys.py says more; tests/test_keys.py checks that the two agree):
+--   t:<id>                 hash     task record
+--   q:<queue>:<prio>       list     ready task ids of one queue and priority
+--   wake:<queue>           list     wake-up token for idle consumers
+--   idle:<queue>           set      idle consumers of a queue
+--   w:<worker>:in:<slot>   list     a consumer's inbox (tasks handed over at enqueue)
+--   w:<worker>:idle        set      a worker's idle registrations and inboxes
+--   w:<worker>:claims      hash     what each consumer's last claim returned (claim.lua)
+--   g:<group>              list     member ids of a group
+--   delayed                zset     countdown, eta and retry ids by due time
+--   w:<worker>:active      hash     tasks a worker holds: id -> attempt
+--   hb:<worker>            string   heartbeat
+--   workers                set      registered workers
+--   rates                  hash     rate limits: task name -> ms between runs
+--   rl:<name>              string   next free slot of a rate-limited task name
+--   lock:reaper            string   the reaper's mutex
+--   dlq                    list     dead letters
+--   stats                  hash     counters
+--   ev:<id>                channel  a task's state changes
+--   control                channel  broadcasts to workers
 -- Time always comes from this server (TIME), never from a client clock.
 
 -- Redis 6.2 refuses writes after TIME unless effects replication is on (7.x always is).

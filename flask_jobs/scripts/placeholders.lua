@@ -3,6 +3,7 @@
 -- the chain gets there. A placeholder (field ph) holds no message: enqueue.lua replaces it when
 -- the task is sent, unless it was revoked or failed (fail_links.lua) before that. It expires
 -- like a result, in case the chain never gets there (e.g. its first task was revoked).
+-- KEYS[1]: the record of the first id (t:<id>); the others share its prefix (and slot).
 -- ARGV: prefix, result_ttl_ms, owner ('' for none), then id, name pairs.
 -- Returns the number of records written (an id that has a record already is left alone).
 local ttl, owner = tonumber(ARGV[2]), ARGV[3]

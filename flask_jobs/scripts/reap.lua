@@ -1,4 +1,5 @@
 -- reap.lua: give the tasks of dead workers back to their queues.
+-- KEYS[1]: the set of registered workers (workers); every key shares its prefix (and slot).
 -- ARGV: prefix, caller, lock_ms, self ('' or a worker name to give back unconditionally, used by
 -- a worker's own cold shutdown).
 -- A worker is dead when its heartbeat key (PX = orphan timeout, renewed by a thread that task code

@@ -1,8 +1,9 @@
 -- revoke.lua: cancel a task. A queued or delayed task becomes REVOKED at once (workers skip it);
 -- a running one is flagged, and the caller broadcasts to workers when terminate is asked.
+-- KEYS[1]: the task record (t:<id>).
 -- ARGV: prefix, id, result_ttl_ms, reason. Returns the state after the call, or false if unknown.
 local id, ttl, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local rk = tkey(id)
+local rk = KEYS[1]
 local state = redis.call('HGET', rk, 'state')
 if not state then return false end
 if FINAL[state] then return state end
