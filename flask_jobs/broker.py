@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from .config import Settings
+from .connection import data, text
 from .direct import DirectLine
 from .exceptions import BrokerUnavailable
 from .keys import Keys
@@ -122,7 +123,7 @@ class Broker:
                     if loaded:
                         raise
                     loaded = True  # Redis restarted or SCRIPT FLUSH: nothing ran
-                    self.direct.load(self._enqueue.script)
+                    self.direct.load(script_source("enqueue"))
                 except redis.AuthenticationError:
                     raise  # (a ConnectionError too) sending again can't fix a wrong password
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -373,7 +374,7 @@ class Broker:
 
     def stats(self) -> dict[str, int]:
         """The counters (expired, dead, stale_writes, reaped)."""
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
+        return {text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest dead letters, newest first."""
@@ -382,12 +383,12 @@ class Broker:
     def requeue_dead_letter(self, task_id: str) -> bool:
         """Queue a dead-lettered task again (its body is kept in its record); True if done."""
         key = self.keys.task(task_id)
-        f = self.client.hmget(key, "body", "ctype", "name", "queue", "prio", "owner", "group")
-        if f[0] is None:
+        body, ctype, name, queue, prio, owner = self.client.hmget(
+            key, "body", "ctype", "name", "queue", "prio", "owner")
+        if body is None:
             return False
-        message = Message(task_id, (f[3] or b"default").decode(), int(f[4] or 5),
-                          (f[2] or b"").decode(), (f[1] or b"json").decode(), f[0], 0, 0,
-                          (f[5] or b"").decode())
+        message = Message(task_id, text(queue or "default"), int(prio or 5), text(name or ""),
+                          text(ctype or "json"), data(body), 0, 0, text(owner or ""))
         # The entries to remove are read before the task is queued again: a worker may
         # dead-letter it anew before the removal, and that new entry must stay.
         entries = [raw for raw in self.client.lrange(self.keys.dead_letters, 0, -1)
@@ -395,7 +396,7 @@ class Broker:
         self.client.hset(key, "state", "REVOKED")  # make the record replaceable by enqueue
         self.enqueue([message])
         for raw in entries:
-            self.client.lrem(self.keys.dead_letters, 1, raw)
+            self.client.lrem(self.keys.dead_letters, 1, text(raw))
         return True
 
     def purge_dead_letters(self) -> int:

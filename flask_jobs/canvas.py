@@ -7,7 +7,7 @@ A signature is a task call that can be passed around (a dict, as in Celery, so i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 
@@ -17,7 +17,7 @@ from .result import AsyncResult, GroupResult
 from .state import AppState, Registry
 
 
-class Signature(dict):
+class Signature(dict[str, Any]):
     """A task name with arguments and options: ``add.s(2, 2)``.
 
     :param task: a task name or a :class:`~flask_jobs.Task`.
@@ -39,22 +39,22 @@ class Signature(dict):
     @property
     def name(self) -> str:
         """The task name."""
-        return self["task"]
+        return cast(str, self["task"])
 
     @property
     def args(self) -> list[Any]:
         """The positional arguments."""
-        return self["args"]
+        return cast(list[Any], self["args"])
 
     @property
     def kwargs(self) -> dict[str, Any]:
         """The keyword arguments."""
-        return self["kwargs"]
+        return cast(dict[str, Any], self["kwargs"])
 
     @property
     def options(self) -> dict[str, Any]:
         """The call options."""
-        return self["options"]
+        return cast(dict[str, Any], self["options"])
 
     @property
     def immutable(self) -> bool:
@@ -103,7 +103,7 @@ class Signature(dict):
         return calling.apply_eagerly(state, state.task(sig.name), sig.args, sig.kwargs,
                                      sig.options)
 
-    def __or__(self, other: Signature) -> chain:
+    def __or__(self, other: Signature) -> chain:  # type: ignore[override] # Celery's a | b
         return chain(self, other)
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,10 @@ def _seconds(value: Any) -> float:
 Route = tuple[Callable[[str], bool], str]
 
 
+def _glob_matches(pattern: str, name: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern)
+
+
 def compile_routes(routes: Any) -> tuple[Route, ...]:
     """Turn ``JOBS_TASK_ROUTES`` (a dict of name or glob -> queue or ``{"queue": q}``, or a list
     of such dicts) into ``(matcher, queue)`` pairs, in order."""
@@ -196,10 +201,12 @@ def compile_routes(routes: Any) -> tuple[Route, ...]:
                     f"JOBS_TASK_ROUTES[{pattern!r}] must be a queue name or {{'queue': name}}, "
                     f"not {target!r}."
                 )
+            matches: Callable[[str], bool]
             if any(ch in pattern for ch in "*?["):
-                compiled.append((lambda n, p=pattern: fnmatch.fnmatchcase(n, p), queue))
+                matches = functools.partial(_glob_matches, pattern)
             else:
-                compiled.append((lambda n, p=pattern: n == p, queue))
+                matches = pattern.__eq__
+            compiled.append((matches, queue))
     return tuple(compiled)
 
 

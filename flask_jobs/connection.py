@@ -59,6 +59,17 @@ IGNORED_OPTIONS = {
 UNAVAILABLE_REPLIES = ("READONLY", "UNBLOCKED", "MASTERDOWN")
 
 
+def text(reply: bytes | str) -> str:
+    """A reply as text. Our clients return bytes (no ``decode_responses``, so message bodies
+    stay bytes); redis-py's types say either."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+def data(reply: bytes | str) -> bytes:
+    """A reply as bytes (see :func:`text`)."""
+    return reply if isinstance(reply, bytes) else reply.encode()
+
+
 def means_unavailable(exc: BaseException) -> bool:
     """Whether a Redis error reply says the server cannot serve us now (see
     :data:`UNAVAILABLE_REPLIES`) rather than that the command was wrong."""

@@ -37,11 +37,12 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # hiredis packs a command in C, three times faster than redis-py's generic packer
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # the optional [hiredis] extra is not installed
@@ -77,7 +78,8 @@ def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
     """The wire form of a command, for ``send_packed_command``."""
     if _hiredis_pack is not None:
         return [_hiredis_pack(command)]
-    return conn.pack_command(*command)
+    packed: list[bytes] = conn.pack_command(*command)
+    return packed
 
 
 class DirectLine:

@@ -10,7 +10,7 @@ import logging
 import random
 import traceback as _tb
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
 
@@ -51,7 +51,7 @@ class Outcome:
 
 def _backoff(task: TaskLike, retries: int) -> float:
     factor = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
-    countdown = min(factor * (2 ** retries), float(task.retry_backoff_max))
+    countdown = min(factor * (2.0 ** retries), float(task.retry_backoff_max))
     if task.retry_jitter:
         countdown = random.uniform(0, countdown)  # full jitter spreads a thundering herd
     return countdown
@@ -117,15 +117,16 @@ def execute(task: TaskLike, request: Context, app: Flask, limits: Limits | None 
                 exc = TimeLimitExceeded(f"Task ran longer than its time limit ({hard}s)")
                 outcome = Outcome(states.FAILURE, describe(exc), exc, _format(exc))
             except Exception as exc:
+                auto: Retry | None
                 try:
-                    retry = _auto_retry(task, exc)
+                    auto = _auto_retry(task, exc)
                 except Retry as r:  # pragma: no cover - throw=False never raises Retry
-                    retry = r
+                    auto = r
                 except Exception as final:
                     exc = final
-                    retry = None
-                if retry is not None:
-                    outcome = _retry_outcome(task, request, retry)
+                    auto = None
+                if auto is not None:
+                    outcome = _retry_outcome(task, request, auto)
                 else:
                     outcome = Outcome(states.FAILURE, describe(exc), exc, _format(exc))
             else:
@@ -181,18 +182,22 @@ def _retry_outcome(task: TaskLike, request: Context, retry: Retry) -> Outcome:
 def _run_hooks(task: TaskLike, request: Context, outcome: Outcome,
                einfo: ExceptionInfo | None) -> None:
     """Call the task's hooks and the outcome's signal; their errors never reach the worker."""
-    args, kwargs, task_id = request.args, request.kwargs, request.id
+    args, kwargs = request.args, request.kwargs
+    task_id = cast(str, request.id)  # (always set for a run)
+    exception = outcome.exception
     try:
         if outcome.state == states.SUCCESS:
             task.on_success(outcome.retval, task_id, args, kwargs)
             if signals.task_success.receivers:
                 signals.send(signals.task_success, task, result=outcome.retval)
         elif outcome.state == states.RETRY:
-            task.on_retry(outcome.exception, task_id, args, kwargs, einfo)
+            assert exception is not None and einfo is not None  # (a retry always has a cause)
+            task.on_retry(exception, task_id, args, kwargs, einfo)
             signals.send(signals.task_retry, task, request=request, reason=outcome.exception,
                          einfo=einfo)
         elif outcome.state == states.FAILURE:
-            task.on_failure(outcome.exception, task_id, args, kwargs, einfo)
+            assert exception is not None and einfo is not None  # (a failure has its exception)
+            task.on_failure(exception, task_id, args, kwargs, einfo)
             signals.send(signals.task_failure, task, task_id=task_id,
                          exception=outcome.exception, traceback=outcome.traceback, args=args,
                          kwargs=kwargs, einfo=einfo)

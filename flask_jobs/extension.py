@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 from flask import Flask, Response
 
 from . import calling
+from . import result as results
 from .config import DEFAULTS, Settings
 from .control import Control
 from .result import AsyncResult, GroupResult
@@ -117,7 +118,7 @@ class Jobs(Registry):
             **options,
         }
         cls = type(fn.__name__, (base,), attrs)
-        task = cls()
+        task: Task = cls()
         task._bind_function(fn)
         self.tasks[name] = task
         return task
@@ -147,7 +148,7 @@ class Jobs(Registry):
         """Restore the :class:`GroupResult` of a group applied earlier (from its id)."""
         return GroupResult.restore(group_id, jobs=self)
 
-    def accepted(self, result: AsyncResult | GroupResult) -> Response:
+    def accepted(self, result: results.AsyncResult | results.GroupResult) -> Response:
         """Return the ``202 Accepted`` response for a started task or group.
 
         The ``Location`` header and the JSON body (``{id, status_url, events_url}``) point at

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import states
+from .connection import text
 from .state import AppState
 
 #: States of a claimed task that has not started yet (prefetched): a retried task keeps RETRY
@@ -47,7 +48,7 @@ class Inspect:
         are one worker here, as the ``-n`` name the user gave it.
         """
         keys, client = self.state.keys, self.state.client
-        identities = sorted(m.decode() for m in client.smembers(keys.workers))
+        identities = sorted(text(m) for m in client.smembers(keys.workers))
         if not identities:
             return {}
         beats = client.mget([keys.heartbeat(i) for i in identities])

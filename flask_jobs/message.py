@@ -119,10 +119,10 @@ def _datetime(option: str, value: Any) -> dt.datetime:
 def seconds_until(when: Any, option: str = "eta") -> float:
     """Seconds from now until ``when`` (a datetime or ISO string; naive means UTC, as in
     Celery with ``enable_utc``)."""
-    when = _datetime(option, when)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_UTC)
-    return (when - dt.datetime.now(_UTC)).total_seconds()
+    moment = _datetime(option, when)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_UTC)
+    return (moment - dt.datetime.now(_UTC)).total_seconds()
 
 
 def _expires_seconds(expires: Any) -> float | None:

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -16,6 +16,7 @@ from flask import current_app
 
 from . import exceptions as _exc
 from . import states
+from .connection import text
 from .exceptions import TaskRevokedError, TimeoutError
 from .state import AppState, Registry
 
@@ -65,8 +66,24 @@ class Record:
     """One read of a task record (see :mod:`flask_jobs.keys`)."""
 
     __slots__ = _FIELDS
+    state: bytes | None
+    rtype: bytes | None
+    result: bytes | None
+    tb: bytes | None
+    done: bytes | None
+    upd: bytes | None
+    name: bytes | None
+    worker: bytes | None
+    owner: bytes | None
+    group: bytes | None
+    reason: bytes | None
+    att: bytes | None
+    dlv: bytes | None
+    queue: bytes | None
+    st: bytes | None
 
-    def __init__(self, values: list[bytes | None]) -> None:
+    def __init__(self, values: Sequence[Any]) -> None:
+        """:param values: the record's fields in the order of ``_FIELDS`` (an ``HMGET``)."""
         for field, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, field, value)
 
@@ -365,21 +382,21 @@ class EagerResult(AsyncResult):
         self.last_meta = last_meta
 
     @property
-    def state(self) -> str:  # type: ignore[override]
+    def state(self) -> str:
         """The final state of the run."""
         return self._state_name
 
     status = state
 
     @property
-    def result(self) -> Any:  # type: ignore[override]
+    def result(self) -> Any:
         """The return value or the exception."""
         return self._value
 
     info = result
 
     @property
-    def traceback(self) -> str | None:  # type: ignore[override]
+    def traceback(self) -> str | None:
         """The formatted traceback of a failure."""
         return self._traceback
 
@@ -387,7 +404,8 @@ class EagerResult(AsyncResult):
         """Always True: the run happened here."""
         return True
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_ignored: Any) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+            **_ignored: Any) -> Any:
         """Return the value, or raise the exception (when ``propagate``)."""
         if propagate and self._propagate and self._state_name in (states.FAILURE,
                                                                    states.REVOKED):
@@ -422,7 +440,7 @@ class GroupResult:
         """Rebuild a group's result from its id (the member list kept in Redis)."""
         st = jobs.state()
         ids = st.client.lrange(st.keys.group(group_id), 0, -1)
-        return cls(group_id, [AsyncResult(i.decode(), jobs=jobs) for i in ids], jobs=jobs)
+        return cls(group_id, [AsyncResult(text(i), jobs=jobs) for i in ids], jobs=jobs)
 
     @property
     def children(self) -> list[AsyncResult]:

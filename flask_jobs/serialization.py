@@ -95,7 +95,8 @@ def _msgpack_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]] | 
     def dumps(value: Any) -> bytes:
         import msgpack
 
-        return msgpack.packb(value, default=_json_default, use_bin_type=True)
+        data: bytes = msgpack.packb(value, default=_json_default, use_bin_type=True)
+        return data
 
     def loads(data: bytes) -> Any:
         import msgpack

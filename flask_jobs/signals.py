@@ -50,4 +50,5 @@ def send(signal: Signal, sender: Any, **kwargs: Any) -> None:
     try:
         signal.send(sender, **kwargs)
     except Exception:
-        log.exception("A receiver of signal %r raised; ignoring it", signal.name)
+        log.exception("A receiver of signal %r raised; ignoring it",
+                      getattr(signal, "name", signal))

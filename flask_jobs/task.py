@@ -84,7 +84,8 @@ class Task:
     def _bind_function(self, fn: Callable[..., Any]) -> None:
         parse_rate_limit(self.rate_limit)  # a typo fails at import, not in the worker
         self._local = threading.local()
-        self.run = types.MethodType(fn, self) if self.bind else fn
+        # The function replaces the placeholder method on this instance (Celery's Task.run).
+        self.run = types.MethodType(fn, self) if self.bind else fn  # type: ignore[method-assign]
         if self.typing:
             try:
                 self._signature = inspect.signature(self.run)

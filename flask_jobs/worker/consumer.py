@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from .. import signals, states
 from ..broker import Claimed, parse_handed
+from ..connection import data, text
 from ..exceptions import ContentDisallowed, DecodeError, EncodeError, TaskRevokedError, describe
 from ..execution import Outcome, execute
 from ..message import OPTIONAL_FIELDS, dead_letter_write, give_back_write
@@ -154,8 +155,8 @@ class Consumer:
                 raise
         finally:
             self.waiting = False
-        if reply and reply[1] and reply[0].decode() == self.inbox:
-            return parse_handed(reply[1])
+        if reply and reply[1] and text(reply[0]) == self.inbox:
+            return parse_handed(data(reply[1]))
         return None
 
     # -- one task ----------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def raise_in_thread(thread_id: int, exc: type[BaseException]) -> bool:
 
     done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
                                                       ctypes.py_object(exc))
-    return done == 1
+    return bool(done == 1)
 
 
 def thread_limits(soft: float | None, hard: float | None) -> Disarm:

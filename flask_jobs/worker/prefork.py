@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from .. import states
+from ..connection import text
 from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError, describe
 from ..execution import Outcome, Terminated
 from ..message import give_back_write
@@ -119,8 +120,8 @@ class PreforkSupervisor:
             # outcome unsent): give them back without counting this delivery, so only the task
             # it died on moves towards JOBS_MAX_DELIVERIES, not a poison pill's neighbours.
             held = self.state.client.hgetall(self.state.keys.active(slot.name))
-            writes = [give_back_write(k.decode(), int(v))
-                      for k, v in held.items() if k.decode() != task_id]
+            writes = [give_back_write(text(k), int(v))
+                      for k, v in held.items() if text(k) != task_id]
             if writes:
                 self.state.broker.write(self.state.client, slot.name, writes)
         given = self.state.broker.unregister(self.state.client, slot.name)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -64,7 +65,7 @@ class Runtime:
         self.slot: Slot | None = None
         #: Set by a revoke(terminate=True) aimed at the main thread (solo).
         self.terminate_target: str | None = None
-        self._result_dumps = self.state.codecs.dumps
+        self._result_dumps: Callable[[Any, str], bytes] = self.state.codecs.dumps
         self._result_serializer = self.state.settings.result_serializer
         #: Inbox keys of this process's consumers (a stop pushes a bare wake-up to each).
         self.inboxes: list[str] = []
