@@ -458,7 +458,7 @@ def test_wheel_ships_the_widget(tmp_path: Any) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "flask_jobs/static/flask-jobs.js" in names
     assert "flask_jobs/static/flask-jobs.css" in names
-    assert "flask_jobs/web.py" in names
+    assert "flask_jobs/web/__init__.py" in names
 
 
 def test_non_finite_numbers_become_null(app: Flask, client: Any) -> None:

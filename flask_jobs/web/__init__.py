@@ -37,17 +37,20 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.exceptions import Forbidden, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.utils import import_string
 
-from . import states
-from .exceptions import BrokerUnavailable
-from .result import _FIELDS, AsyncResult, EagerResult, GroupResult, Record
-from .sse_hub import GONE, Follower, Hub, Update, hub_for
-from .state import AppState
-from .state import Registry as Jobs
+from .. import states
+from ..exceptions import BrokerUnavailable
+from ..result import _FIELDS, AsyncResult, EagerResult, GroupResult, Record
+from ..sse_hub import GONE, Follower, Hub, Update, hub_for
+from ..state import AppState
+from ..state import Registry as Jobs
 
 log = logging.getLogger("flask_jobs.web")
 
+#: The package's directory, ``flask_jobs``.
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
 #: The package's static folder (``flask_jobs/static``: the widget's JS and CSS).
-STATIC_FOLDER = Path(__file__).resolve().parent / "static"
+STATIC_FOLDER = _PACKAGE_DIR / "static"
 
 #: Task and group ids the views accept; anything else is a 404 without a Redis round trip.
 #: UUIDs (the default ids) and custom ids of letters, digits and ``_ . : @ + = ~ -`` fit.
@@ -584,7 +587,11 @@ class EventStream:
 def make_blueprint(jobs: Jobs) -> Blueprint:
     """Build the ``jobs`` blueprint for ``jobs`` (``init_app`` registers it at
     :data:`JOBS_URL_PREFIX`; with ``JOBS_REGISTER_BLUEPRINT = False`` register it yourself)."""
-    bp = Blueprint("jobs", __name__, static_folder=str(STATIC_FOLDER), static_url_path="/static")
+    # The root stays the package directory, as when the blueprint was made in
+    # ``flask_jobs/web.py``; the static folder is absolute, so the widget is served from it
+    # either way.
+    bp = Blueprint("jobs", __name__, static_folder=str(STATIC_FOLDER), static_url_path="/static",
+                   root_path=str(_PACKAGE_DIR))
 
     def find(task_id: str) -> Found:
         if not ID_PATTERN.fullmatch(task_id):
