@@ -26,14 +26,14 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
+from flask import Blueprint, Flask, Response, current_app, request, stream_with_context, url_for
 from werkzeug.exceptions import Forbidden, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.utils import import_string
 
@@ -71,8 +71,8 @@ _MEMBER_FIELDS = ("state", "st", "upd", "owner")
 class _TaskSnapshot(AsyncResult):
     """An :class:`AsyncResult` answered from the record the view read (one round trip)."""
 
-    def __init__(self, task_id: str, jobs: Jobs | None, record: Record) -> None:
-        super().__init__(task_id, jobs=jobs, app=current_app._get_current_object())  # type: ignore[attr-defined]
+    def __init__(self, task_id: str, jobs: Jobs, app: Flask, record: Record) -> None:
+        super().__init__(task_id, jobs=jobs, app=app)
         self._cache = record
 
 
@@ -103,7 +103,7 @@ class Found:
         return str(self.body.get("_upd") or 0)
 
 
-def _number(value: Any) -> int | float | None:
+def _number(value: object) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return value if math.isfinite(value) else None  # NaN and infinities can't fill a bar
@@ -116,13 +116,14 @@ def _iso(ms: int | None) -> str | None:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _percent(current: Any, total: Any) -> float | None:
+def _percent(current: float | None, total: float | None) -> float | None:
     if current is None or total is None or total <= 0:
         return None
     return round(min(100.0, max(0.0, current * 100.0 / total)), 1)
 
 
-def _eta(current: Any, total: Any, started_ms: int | None, now_ms: int) -> float | None:
+def _eta(current: float | None, total: float | None, started_ms: int | None,
+         now_ms: int) -> float | None:
     """Seconds left at the average rate since the task started (None if unknown)."""
     if current is None or total is None or current <= 0 or not started_ms:
         return None
@@ -229,8 +230,8 @@ def _task_found(st: AppState, jobs: Jobs, task_id: str, record: Record,
         expose_tracebacks=st.settings.expose_tracebacks)
     if undecodable and body["error"] is None:
         body["error"] = {"type": "DecodeError", "message": "The stored value could not be decoded."}
-    return Found("task", _TaskSnapshot(task_id, jobs, record), body, _owners([record.owner]),
-                 [st.keys.events(task_id)])
+    return Found("task", _TaskSnapshot(task_id, jobs, st.app, record), body,
+                 _owners([record.owner]), [st.keys.events(task_id)])
 
 
 def _owners(values: list[bytes | None]) -> frozenset[str]:
@@ -319,8 +320,7 @@ def lookup(jobs: Jobs, ident: str) -> Found | None:
     members = [(m, (row[0] or b"PENDING").decode(), _int(row[1]), _int(row[2]))
                for m, row in zip(ids, rows, strict=True)]
     owners = _owners([row[3] for row in rows])
-    result = _GroupSnapshot(ident, [AsyncResult(m, jobs=jobs) for m in ids], jobs=jobs,
-                            app=current_app._get_current_object())  # type: ignore[attr-defined]
+    result = _GroupSnapshot(ident, [AsyncResult(m, jobs=jobs) for m in ids], jobs=jobs, app=st.app)
     result.owner = next(iter(owners)) if len(owners) == 1 else None
     return Found("group", result, group_body(ident, members, now_ms), owners,
                  [st.keys.events(m) for m in ids])
@@ -537,7 +537,7 @@ class EventStream:
         if follower is not None:
             follower.close()
 
-    def _events(self) -> Iterator[bytes]:
+    def _events(self) -> Generator[bytes, None, None]:
         try:
             yield f"retry: {SSE_RETRY_MS}\n\n".encode()
             update = self._first
@@ -553,7 +553,7 @@ class EventStream:
         finally:
             self._leave()
 
-    def _follow(self, follower: Follower, update: Update) -> Iterator[bytes]:
+    def _follow(self, follower: Follower, update: Update) -> Generator[bytes, None, None]:
         last = update.fingerprint
         next_beat = time.monotonic() + self._heartbeat
         while not follower.closed:
