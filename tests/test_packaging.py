@@ -100,7 +100,8 @@ def test_wheel_ships_the_widget(dists: Dists) -> None:
     names = zipfile.ZipFile(dists.wheel).namelist()
     assert "flask_jobs/static/flask-jobs.js" in names
     assert "flask_jobs/static/flask-jobs.css" in names
-    assert "flask_jobs/web.py" in names
+    assert {f"flask_jobs/web/{m}.py" for m in ("__init__", "status", "encoding", "lookups", "auth",
+                                               "events", "views")} <= set(names)
     assert "flask_jobs/scripts/lib.lua" in names and "flask_jobs/scripts/claim.lua" in names
     assert sorted(set(PACKAGE_DATA) - set(names)) == []
 

@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 
 from flask_jobs import group, sse_hub, web
 from flask_jobs.embedded import RedisServer
+from flask_jobs.web import events as web_events
 from tests.apps import basic
 from tests.conftest import wait_for
 from tests.test_web_sse import Block, Stream, blocks, subscribers
@@ -108,17 +109,18 @@ class LiveStream:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[str]]:
-    """Status reads (``web.lookup`` calls) by id: made by the hub's listener on a notified
-    change ("hub"), or by a stream (its first read, its heartbeats: "streams")."""
+    """Status reads (``lookup`` calls by the hub's reader in ``flask_jobs.web.events``) by id:
+    made by the hub's listener on a notified change ("hub"), or by a stream (its first read,
+    its heartbeats: "streams")."""
     counts: dict[str, Counter[str]] = {"hub": Counter(), "streams": Counter()}
-    real = web.lookup
+    real = web_events.lookup
 
     def counting(jobs: Any, ident: str) -> Any:
         who = "hub" if threading.current_thread().name == "flask-jobs-sse-hub" else "streams"
         counts[who][ident] += 1
         return real(jobs, ident)
 
-    monkeypatch.setattr(web, "lookup", counting)
+    monkeypatch.setattr(web_events, "lookup", counting)
     return counts
 
 
@@ -304,8 +306,8 @@ def test_group_stream_reads_at_most_once_per_interval(app: Flask, client: Any,
     stream = Stream(client, f"/jobs/events/{g.id}")
     assert stream.next_event().data["state"] == "PENDING"
     times: list[float] = []
-    real = web.lookup
-    monkeypatch.setattr(web, "lookup", lambda jobs, ident: times.append(time.monotonic())
+    real = web_events.lookup
+    monkeypatch.setattr(web_events, "lookup", lambda jobs, ident: times.append(time.monotonic())
                         or real(jobs, ident))
     state.broker.store_state(members[0], "PROGRESS", {"current": 1, "total": 2})
     assert stream.next_event().data["children"][0]["state"] == "PROGRESS"

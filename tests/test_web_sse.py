@@ -18,6 +18,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_jobs import group, sse_hub, web
+from flask_jobs.web import events as web_events
 from flask_jobs.worker.main import BackgroundWorker
 from tests.apps import basic
 from tests.conftest import ROOT, wait_for
@@ -206,13 +207,13 @@ def test_burst_of_notifications_is_coalesced(app: Flask, client: Any, jobs_redis
     app.config.update(JOBS_SSE_MAX_AGE=1.0)
     r = basic.progress_task.delay(10)
     reads = []
-    real = web.lookup
+    real = web_events.lookup
 
     def counting(*args: Any) -> Any:
         reads.append(1)
         return real(*args)
 
-    monkeypatch.setattr(web, "lookup", counting)
+    monkeypatch.setattr(web_events, "lookup", counting)
     stream = Stream(client, f"/jobs/events/{r.id}")
     stream.next_event()
     reads.clear()
