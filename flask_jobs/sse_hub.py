@@ -34,11 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.connection import AbstractConnection
 
 from .state import AppState
 
 log = logging.getLogger("flask_jobs.sse_hub")
+
+#: A redis-py connection (``redis.connection.Connection``), talked to with its public
+#: methods; Any, because redis-py leaves those methods unannotated.
+Connection = Any
 
 #: Seconds the hub keeps its connection open after the last stream ended, so a page that
 #: starts its next task at once doesn't pay for a new connection.
@@ -210,7 +213,7 @@ class Hub:
         self._answered = threading.Condition(self.lock)
         self._topics: dict[str, _Topic] = {}
         self._channels: dict[str, set[_Topic]] = {}
-        self._conn: AbstractConnection | None = None
+        self._conn: Connection = None  # (None while disconnected)
         self._listener: threading.Thread | None = None
         # Every batch of commands ends with a PING carrying its number; Redis answers in
         # order, so once PING n is answered, everything sent before it is in effect.
@@ -313,14 +316,14 @@ class Hub:
             log.info("SSE hub: sending to Redis failed (%s); reconnecting", exc)
             self._drop_locked(conn)
 
-    def _drop_locked(self, conn: AbstractConnection) -> None:
+    def _drop_locked(self, conn: Connection) -> None:
         if self._conn is conn:
             self._conn = None
             if self._channels:
                 self._lost = True
         conn.disconnect()
 
-    def _connect(self) -> AbstractConnection:
+    def _connect(self) -> Connection:
         conn = self._connection_class(**self._connection_kwargs)
         conn.connect()  # outside the lock: it may take up to the connect timeout
         with self.lock:
@@ -400,13 +403,13 @@ class Hub:
                 return True, idle_since
             return False, idle_since
 
-    def _lose(self, conn: AbstractConnection, reason: object) -> None:
+    def _lose(self, conn: Connection, reason: object) -> None:
         with self.lock:
             if conn is self._conn and self._channels:
                 log.warning("SSE hub: lost the Redis connection (%s); reconnecting", reason)
             self._drop_locked(conn)
 
-    def _receive(self, conn: AbstractConnection, timeout: float) -> list[Any]:
+    def _receive(self, conn: Connection, timeout: float) -> list[Any]:
         if conn is not self._conn:  # dropped by a failed send: don't let can_read reconnect it
             raise redis.ConnectionError("connection closed")
         if not conn.can_read(timeout=timeout):
