@@ -47,8 +47,11 @@ $(VENV)/.docs: $(STAMP)
 docs: $(VENV)/.docs
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
+# ruff, the types (mypy --strict, config in pyproject.toml) and the house's import layers.
 lint: $(STAMP)
 	$(BIN)/python -m ruff check flask_jobs tests example_app bench
+	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) docs/_build build dist *.egg-info

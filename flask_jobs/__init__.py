@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__
 from .canvas import Signature, chain, group, signature
 from .exceptions import (
     MaxRetriesExceededError,
@@ -15,9 +16,8 @@ from .extension import Jobs
 from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task
 
-__version__ = "0.1.0.dev0"
-
 __all__ = [
+    "__version__",
     "AsyncResult",
     "EagerResult",
     "GroupResult",

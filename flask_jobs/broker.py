@@ -6,11 +6,9 @@ share ``scripts/lib.lua``. Key names are documented in :mod:`flask_jobs.keys`.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from importlib import resources
 from typing import Any
 
 import redis
@@ -21,6 +19,7 @@ from .direct import DirectLine
 from .exceptions import BrokerUnavailable
 from .keys import Keys
 from .message import Message, Write, new_task_ids, parse_rate_limit
+from .scripts import script_source
 from .serialization import Codecs
 
 log = logging.getLogger("flask_jobs")
@@ -29,17 +28,6 @@ log = logging.getLogger("flask_jobs")
 ENQUEUE_CHUNK = 1000
 #: Most ready tasks one purge script call discards (a long backlog takes several calls).
 PURGE_CHUNK = 1000
-
-
-@functools.cache
-def script_source(name: str) -> str:
-    """The text of ``scripts/<name>.lua`` with the shared library in front of it (unless the
-    script's first line says it is ``standalone``)."""
-    folder = resources.files("flask_jobs") / "scripts"
-    source = (folder / f"{name}.lua").read_text()
-    if source.startswith("-- standalone"):
-        return source
-    return (folder / "lib.lua").read_text() + "\n" + source
 
 
 class Claimed:

@@ -191,7 +191,7 @@ def build_message(
     expires: float | dt.datetime | dt.timedelta | str | None = None,
     queue: str | None = None,
     priority: int | None = None,
-    task_id: str | None = None,
+    task_id: Any = None,  # (a str; anything else, e.g. a UUID, is made one)
     headers: dict[str, Any] | None = None,
     link: Any = None,
     link_error: Any = None,

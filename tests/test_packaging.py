@@ -114,7 +114,7 @@ import flask
 import flask_jobs
 from flask import Flask
 from flask_jobs import Jobs
-from flask_jobs.broker import script_source
+from flask_jobs.scripts import script_source
 
 app = Flask(__name__)
 app.config["JOBS_BROKER_URL"] = "redis://127.0.0.1:1/0"  # nothing listens; nothing is sent

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from flask import Flask
 
+from .._version import __version__
 from ..exceptions import BrokerUnavailable
 from .heartbeat import Heartbeat
 from .options import WorkerOptions
@@ -40,8 +41,6 @@ class Worker(WorkerOptions):
 
     def banner(self) -> str:
         """The start-up banner, like Celery's: app, broker, pool, queues and tasks."""
-        from .. import __version__
-
         tasks = "\n".join(f"  . {name}" for name in sorted(self.state.jobs.tasks)) or "  (none)"
         return (
             f"-------------- {self.hostname} flask-jobs v{__version__}\n"
