@@ -136,3 +136,27 @@ def test_eager_send_checks_the_call_like_a_real_send(eager_app, jobs_redis):
     with pytest.raises(TypeError, match="cuntdown"):
         basic.record.apply_async(("x",), {"key": "eager-checks"}, cuntdown=1)
     assert stored_keys(jobs_redis) == []  # nothing ran (record writes to Redis) or was sent
+
+
+def test_eager_settings_set_after_init_app_take_effect_at_the_next_call(app, jobs_redis):
+    # Given an app initialised without eager mode (a testing config that switches it on
+    # later, as app.conf.task_always_eager = True does in Celery)
+    assert not isinstance(basic.add.delay(1, 1), EagerResult)
+    jobs_redis.flushdb()
+    # When it is switched on after init_app: the next call runs here, and nothing is stored
+    app.config["JOBS_ALWAYS_EAGER"] = True
+    try:
+        result = basic.add.delay(2, 3)
+        assert isinstance(result, EagerResult) and result.get() == 5
+        assert stored_keys(jobs_redis) == []
+        # ... and so does JOBS_EAGER_PROPAGATES, read at the call too
+        app.config["JOBS_EAGER_PROPAGATES"] = False
+        failed = basic.fail.delay("late")
+        assert isinstance(failed.get(), CustomError)
+        app.config["JOBS_EAGER_PROPAGATES"] = True
+        with pytest.raises(CustomError):
+            basic.fail.delay("late").get()
+    finally:
+        app.config["JOBS_ALWAYS_EAGER"] = False
+    # Expect the next call after switching it off to be queued again
+    assert not isinstance(basic.add.delay(1, 1), EagerResult)
