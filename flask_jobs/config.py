@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,17 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise _fail(key, shown, "a Redis URL (redis://, rediss://, unix://), Sentinels "
                         "(sentinel://host:26379;sentinel://...) or 'embedded://'")
     check_transport_options(config["JOBS_BROKER_URL"], config["JOBS_BROKER_TRANSPORT_OPTIONS"])
+
+
+def settings_for(config: MutableMapping[str, Any]) -> Settings:
+    """Fill in the defaults of ``config`` (an ``app.config``: they stay visible there, as with
+    other Flask extensions) and read its :class:`Settings`.
+
+    :raises ImproperlyConfigured: naming the first bad key and what it takes.
+    """
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    return Settings.from_config(config)
 
 
 def milliseconds(value: Any) -> int:

@@ -14,7 +14,7 @@ from flask import Flask, Response
 
 from . import calling
 from . import result as results
-from .config import DEFAULTS, Settings
+from .config import settings_for
 from .control import Control
 from .result import AsyncResult, GroupResult
 from .state import AppState, Registry
@@ -61,9 +61,7 @@ class Jobs(Registry):
                 "A 'Jobs' instance has already been registered on this Flask app. Import and use "
                 "that instance instead."
             )
-        for key, value in DEFAULTS.items():
-            app.config.setdefault(key, value)
-        settings = Settings.from_config(app.config)
+        settings = settings_for(app.config)
         app.extensions["jobs"] = AppState(self, app, settings)
         self._remember(app)
         if settings.register_blueprint:

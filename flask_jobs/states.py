@@ -23,5 +23,5 @@ READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
 UNREADY_STATES = frozenset({PENDING, STARTED, PROGRESS, RETRY})
 #: States whose result is an exception.
 EXCEPTION_STATES = frozenset({FAILURE, RETRY, REVOKED})
-#: States in which the task will still run or is running.
+#: Every state above (Celery's ``celery.states.ALL_STATES``, for code that imports it).
 ALL_STATES = READY_STATES | UNREADY_STATES
