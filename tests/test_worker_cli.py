@@ -208,10 +208,10 @@ def test_round_trip_on_system_redis_7():
 
 
 def test_worker_started_before_redis_waits_for_it():
-    from flask_jobs.embedded import _free_port
+    from flask_jobs.embedded.server import free_port
 
     # Given a worker started before its Redis (containers starting together)
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     with worker_on(url, "-P", "solo", ready=False) as w:
         wait_for(lambda: "Trying again in" in w.output(), 15, "the worker to wait for Redis")
