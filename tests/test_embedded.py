@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+import flask_jobs
 from flask_jobs.embedded import (
     RedisServer,
     RedisServerError,
@@ -436,6 +437,18 @@ def test_killed_watchdog_is_replaced(instance: str) -> None:
     assert ensure_embedded(instance) == url
     running, new_pid = watchdog_status(layout)
     assert running and new_pid not in (None, pid)
+
+
+def test_watchdog_runs_the_callers_copy_of_the_package(instance: str) -> None:
+    # The watchdog gets the folder holding this flask_jobs first on its PYTHONPATH, so it runs
+    # the same code as its starter even when only the starter's sys.path finds the package.
+    ensure_embedded(instance)
+    running, pid = watchdog_status(instance_layout(instance))
+    assert running and pid is not None
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    pythonpath = next(entry for entry in environ if entry.startswith(b"PYTHONPATH="))
+    first = os.fsdecode(pythonpath.partition(b"=")[2]).split(os.pathsep)[0]
+    assert Path(first).resolve() == Path(flask_jobs.__file__).resolve().parents[1]
 
 
 def test_stop_embedded_without_server(tmp_path: Path) -> None:
