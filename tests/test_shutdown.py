@@ -143,3 +143,41 @@ def test_time_limits_still_apply_during_warm_shutdown(app, jobs_redis, worker_pr
     # Expect the soft limit to fire as usual, the task to clean up, and the worker to exit 0
     assert r.get(timeout=8) == "cleaned up"
     assert w.proc.wait(10) == 0
+
+
+def test_a_stop_waits_for_the_flushers_last_write_before_unregistering(app, jobs_redis,
+                                                                        monkeypatch):
+    # Given a worker whose flusher is in the middle of a write (the running task's STARTED and
+    # progress) when the stop comes
+    import threading
+
+    from flask_jobs.broker import Broker
+    from flask_jobs.worker.main import BackgroundWorker
+
+    writing, release = threading.Event(), threading.Event()
+    real_write = Broker.write
+
+    def held_write(self, client, worker, writes):
+        if threading.current_thread().name == "flask-jobs-flusher" and not release.is_set():
+            writing.set()
+            release.wait(10)
+        return real_write(self, client, worker, writes)
+
+    monkeypatch.setattr(Broker, "write", held_write)
+    w = BackgroundWorker(app).start()
+    r = basic.state_then_gate.delay("flusher-gate")
+    wait_for(writing.is_set, 10, "the flusher to write the running task's progress")
+    # When the worker is stopped and its task finishes
+    stopper = threading.Thread(target=w.stop)
+    stopper.start()
+    jobs_redis.rpush("flusher-gate", "go")
+    # Expect the stop to wait for the flusher's write (a write landing after the worker
+    # unregistered would be refused as a stranger's), then to finish cleanly
+    stopper.join(0.5)
+    assert stopper.is_alive()
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert r.get(timeout=5) == "released"
+    assert jobs_redis.smembers("jobs:workers") == set()
+    assert "stale_writes" not in {k.decode() for k in jobs_redis.hkeys("jobs:stats")}

@@ -62,6 +62,7 @@ class Process:
         self.rt = Runtime(app, name, hostname, queues, prefetch, limits, max_tasks=max_tasks)
         self.consumers = [Consumer(self.rt) for _ in range(concurrency)]
         self.ears: Ears | None = None
+        self._flusher: threading.Thread | None = None
 
     def start(self, ears: Ears, start_ears: Callable[[Ears], None] | None = None) -> None:
         """Start the ears (with ``start_ears(ears)`` if given, e.g. to register first) and the
@@ -71,8 +72,9 @@ class Process:
             ears.start()
         else:
             start_ears(ears)
-        threading.Thread(target=flusher, args=(self.rt,), name="flask-jobs-flusher",
-                         daemon=True).start()
+        self._flusher = threading.Thread(target=flusher, args=(self.rt,),
+                                         name="flask-jobs-flusher", daemon=True)
+        self._flusher.start()
 
     def wait_listening(self) -> None:
         """Return once broadcasts are heard (or after :data:`LISTEN_TIMEOUT`, with a warning)."""
@@ -90,6 +92,10 @@ class Process:
             # delivery (a warm stop does this in Consumer.run; a cold one cuts it short).
             for consumer in self.consumers:
                 consumer.give_back()
+        if self._flusher is not None:
+            # Its last flush may carry an outcome: it must land before we unregister, or it
+            # would be refused as a stranger's write (and the outcome lost).
+            self._flusher.join(rt.state.settings.broker_timeout)
         client = rt.state.client
         for attempt in range(1, FINAL_WRITE_ATTEMPTS + 1):
             try:
