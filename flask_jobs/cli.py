@@ -35,7 +35,11 @@ INSPECT_METHODS = ("active", "reserved", "registered", "stats", "ping")
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                                 case_sensitive=False))
 @click.option("--prefetch", type=click.IntRange(min=1),
-              help="Tasks each consumer claims at a time (default JOBS_WORKER_PREFETCH).")
+              help="Tasks a consumer claims at a time while every other one is busy "
+                   "(default JOBS_WORKER_PREFETCH).")
+@click.option("-O", "optimization", type=click.Choice(["fair", "default"]),
+              help="Celery's scheduling option, accepted for its command lines: dispatch is "
+                   "always fair here.")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1),
               help="Replace a prefork child after this many tasks.")
 @click.option("--shutdown-timeout", type=float,
@@ -43,7 +47,8 @@ INSPECT_METHODS = ("active", "reserved", "registered", "stats", "ping")
 @pass_script_info
 def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues: str | None,
                    hostname: str | None, loglevel: str, prefetch: int | None,
-                   max_tasks_per_child: int | None, shutdown_timeout: float | None) -> None:
+                   optimization: str | None, max_tasks_per_child: int | None,
+                   shutdown_timeout: float | None) -> None:
     """Start a worker: ``flask --app APP jobs worker -c 4``."""
     if pool == "gevent":
         try:

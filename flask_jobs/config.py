@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_BROKER_BUSY_POLL": 200.0,
     "JOBS_WORKER_SHUTDOWN_TIMEOUT": 25.0,
     "JOBS_WORKER_PREFETCH": 4,
+    "JOBS_WORKER_PREFETCH_HOLD": 0.01,
     "JOBS_WORKER_CONCURRENCY": None,
 }
 
@@ -85,6 +86,7 @@ _SECONDS = {
     "JOBS_BROKER_CONNECT_TIMEOUT": False,
     "JOBS_BROKER_TIMEOUT": False,
     "JOBS_WORKER_SHUTDOWN_TIMEOUT": True,
+    "JOBS_WORKER_PREFETCH_HOLD": True,
 }
 #: Keys holding whole numbers: (smallest, largest or None, whether None is allowed).
 _INTEGERS = {
@@ -256,6 +258,7 @@ class Settings:
     busy_poll_us: float
     shutdown_timeout: float
     worker_prefetch: int
+    prefetch_hold: float
     worker_concurrency: int | None
     url_prefix: str
     register_blueprint: bool
@@ -299,6 +302,7 @@ class Settings:
             busy_poll_us=float(c["JOBS_BROKER_BUSY_POLL"] or 0),
             shutdown_timeout=_seconds(c["JOBS_WORKER_SHUTDOWN_TIMEOUT"]),
             worker_prefetch=int(float(c["JOBS_WORKER_PREFETCH"])),
+            prefetch_hold=_seconds(c["JOBS_WORKER_PREFETCH_HOLD"]),
             worker_concurrency=None if concurrency is None else int(float(concurrency)),
             url_prefix=c["JOBS_URL_PREFIX"],
             register_blueprint=bool(c["JOBS_REGISTER_BLUEPRINT"]),

@@ -53,7 +53,8 @@ def test_active_and_reserved_tasks_of_a_busy_worker(app, jobs_redis, worker_proc
     # Given three tasks queued before a solo worker starts: it claims all three at once
     gates = ["gate-1", "gate-2", "gate-3"]
     sent = [basic.wait_gate.delay(g, 20) for g in gates]
-    worker_process("-P", "solo", "-n", "busy@test")
+    # (and keeps the two it prefetched: fair dispatch would give them back after 10 ms)
+    worker_process("-P", "solo", "-n", "busy@test", env={"JOBS_WORKER_PREFETCH_HOLD": "60"})
     first, later = sent[0].id, {r.id for r in sent[1:]}
     inspect = basic.jobs.control.inspect()
 

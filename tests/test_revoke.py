@@ -37,6 +37,11 @@ def test_revoked_queued_and_delayed_tasks_never_run(app, jobs_redis, worker_proc
     assert field(jobs_redis, queued.id, "reason") == "revoked"
 
 
+#: A task prefetched behind a running one stays there (fair dispatch would give it back after
+#: 10 ms; these tests are about a revoked task waiting in a prefetch buffer).
+HOLDING = {"JOBS_WORKER_PREFETCH_HOLD": "60"}
+
+
 # One consumer each: a revoked task waits in the buffer of the consumer that runs the blocker,
 # and a worker can run another task only once its long one is stopped.
 ONE_CONSUMER_POOLS = [
@@ -50,7 +55,7 @@ ONE_CONSUMER_POOLS = [
 @pytest.mark.parametrize("pool", ONE_CONSUMER_POOLS)
 def test_revoked_prefetched_task_never_runs(app, jobs_redis, worker_process, pool):
     # Given a worker running a task with another one claimed in its buffer
-    worker_process(*pool, "--prefetch", "2")
+    worker_process(*pool, "--prefetch", "2", env=HOLDING)
     # (an idle worker is handed one task at enqueue; the next claim of a busy one takes two)
     blocker = basic.sleep_and_record.delay(0.3)
     wait_for(lambda: len(starts(jobs_redis)) == 1, 10, "the blocker to start")
@@ -83,7 +88,7 @@ def _running_one_with_a_victim_buffered(jobs_redis):
 def test_revoke_sent_while_worker_not_subscribed_is_not_missed(app, jobs_redis, worker_process,
                                                                pool):
     # Given a worker running a task with another one claimed in its buffer
-    w = worker_process(*pool, "--prefetch", "2")
+    w = worker_process(*pool, "--prefetch", "2", env=HOLDING)
     second, victim = _running_one_with_a_victim_buffered(jobs_redis)
     # When its subscription to broadcasts is cut, and the buffered task is revoked meanwhile
     # (the broadcast reaches nobody: the worker waits before it subscribes again)
@@ -107,7 +112,8 @@ def test_revoke_is_not_missed_when_the_subscription_dies_silently(app, jobs_redi
     caplog.set_level(logging.INFO, logger="flask_jobs.worker")
     # Given a worker (whose connections all go through a proxy) running a task, with another
     # one claimed in its buffer
-    proxied_worker(config={"JOBS_BROKER_TIMEOUT": 1.0}, concurrency=1, prefetch=2)
+    proxied_worker(config={"JOBS_BROKER_TIMEOUT": 1.0, "JOBS_WORKER_PREFETCH_HOLD": 60},
+                   concurrency=1, prefetch=2)
     second, victim = _running_one_with_a_victim_buffered(jobs_redis)
     # When its subscription to broadcasts goes silent without a reset (as when a NAT drops an
     # idle connection), and the buffered task is revoked: the broadcast reaches nobody

@@ -37,17 +37,32 @@ POOLS = [
 PATIENT = {"JOBS_ORPHAN_TIMEOUT": "30"}
 
 
+#: Prefetched tasks stay behind the running ones for the whole test (fair dispatch would give
+#: them back after 10 ms; these tests are about what a stop does with prefetched tasks).
+HOLDING = {"JOBS_WORKER_PREFETCH_HOLD": "60"}
+
+
 def _busy_worker(worker_process, jobs_redis, pool, consumers, long_seconds):
-    """A worker whose consumers each run one long task and hold two short ones, unstarted."""
-    batch = []
-    for _ in range(consumers):
-        batch += [basic.sleep_and_record.s(long_seconds), basic.sleep_and_record.s(0.05),
-                  basic.sleep_and_record.s(0.05)]
-    # Queued before the worker starts, so each consumer claims three at once (an idle consumer
-    # would be handed a single task at enqueue instead).
-    results = list(group(batch).apply_async())
-    w = worker_process(*pool)
-    long_ids = {r.id for i, r in enumerate(results) if i % 3 == 0}
+    """A worker whose consumers each run one long task, the last one holding two short ones,
+    claimed and not started.
+
+    A consumer claims more than one task only while every other consumer is busy (fair
+    dispatch), and an idle one is handed a single task at enqueue: so every consumer but the last
+    is handed a long task first, and the last, kept busy a moment by a blocker, then claims a
+    long task and two short ones together.
+    """
+    w = worker_process(*pool, env=HOLDING)
+    wait_for(lambda: jobs_redis.scard("jobs:idle:default") >= consumers, 10,
+             "every consumer to be idle")
+    results = []
+    for i in range(consumers - 1):
+        results.append(basic.sleep_and_record.delay(long_seconds))
+        wait_for(lambda n=i + 1: len(starts(jobs_redis)) == n, 10, "a long task to start")
+    blocker = basic.sleep_for.delay(1.0)
+    wait_for(lambda: field(jobs_redis, blocker.id, "worker"), 10, "the blocker to be handed over")
+    results += group(basic.sleep_and_record.s(long_seconds), basic.sleep_and_record.s(0.05),
+                     basic.sleep_and_record.s(0.05)).apply_async()
+    long_ids = {r.id for r in results[:consumers - 1]} | {results[consumers - 1].id}
     wait_for(lambda: {s[0] for s in starts(jobs_redis)} == long_ids, 15,
              "each consumer to start its long task")
     held = {t for entries in active_entries(jobs_redis).values() for t in entries}

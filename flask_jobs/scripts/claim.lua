@@ -3,6 +3,8 @@
 -- KEYS[1]: the worker's active hash (w:<worker>:active); every key shares its prefix (and slot).
 -- ARGV: prefix, worker, n, max_deliveries, result_ttl_ms, dead_ttl_ms, slot, idle, seq,
 --       nqueues, queue..., then the write batch (apply_writes in lib.lua).
+-- n counts the tasks the consumer can start now (1) plus a lookahead; it is cut to 1 while another
+-- consumer of these queues is idle (fair dispatch).
 -- slot names the calling consumer's inbox (w:<worker>:in:<slot>); idle = '1' registers it as
 -- idle on its queues when nothing is claimed, so enqueue.lua hands the next task straight to
 -- its inbox (the consumer blocks on it) instead of the ready list.
@@ -34,6 +36,14 @@ local active = KEYS[1]
 local member = worker .. '|' .. slot
 local inbox = P .. 'w:' .. worker .. ':in:' .. slot
 for qi = 1, nq do redis.call('SREM', P .. 'idle:' .. ARGV[10 + qi], member) end
+-- Fair dispatch: claim more than this consumer can start now (a lookahead, which would wait
+-- behind its running task) only while no other consumer of these queues is idle: otherwise
+-- those tasks are theirs to start at once.
+if n > 1 then
+  for qi = 1, nq do
+    if redis.call('SCARD', P .. 'idle:' .. ARGV[10 + qi]) > 0 then n = 1 break end
+  end
+end
 local handed = {}
 local returned = {seq}  -- this claim's record: seq, then id, attempt of each task returned
 local in_inbox = {}

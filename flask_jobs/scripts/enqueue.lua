@@ -31,13 +31,18 @@ end
 
 local nobody_idle = {}  -- queue -> true once its idle set came up empty in this call
 -- An idle consumer of the queue that is alive and has nothing waiting: its worker, inbox, slot.
+-- A consumer listening to several queues is in the idle set of each. Once handed a task (field
+-- <slot>:h of w:<worker>:claims, cleared by its next claim) it is busy whatever its other
+-- entries say: those are stale, removed here as they come up, so a busy consumer is never handed
+-- a second task that would wait behind the first while another consumer is idle.
 local function idle_consumer(queue)
   local ik = P .. 'idle:' .. queue
   for _ = 1, 8 do  -- each miss removes a stale entry, so this stays short
     local who = redis.call('SPOP', ik)
     if not who then break end
     local w, slot = string.match(who, '^(.*)|(%d+)$')
-    if w and redis.call('EXISTS', P .. 'hb:' .. w) == 1 then
+    if w and redis.call('EXISTS', P .. 'hb:' .. w) == 1
+        and redis.call('HEXISTS', P .. 'w:' .. w .. ':claims', slot .. ':h') == 0 then
       local inbox = P .. 'w:' .. w .. ':in:' .. slot
       if redis.call('LLEN', inbox) == 0 then return w, inbox, slot end
     end

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from typing import Any
@@ -73,6 +74,9 @@ class Consumer:
         self._wait_keys = [self.inbox, *(runtime.state.keys.wake(q) for q in runtime.queues)]
         #: The greenlet running this consumer under the gevent pool (for terminate), else None.
         self.greenlet: Any = None
+        #: Whether the last task ran longer than :data:`JOBS_WORKER_PREFETCH_HOLD`: the next
+        #: claim then takes no lookahead (it would likely be given back).
+        self._last_was_long = False
 
     def run(self) -> None:
         """Loop until the runtime stops; then give back what was claimed but not started."""
@@ -105,6 +109,12 @@ class Consumer:
         """Claim up to ``prefetch`` tasks into :attr:`local`, carrying the buffered writes, or
         block until a task is handed over (or a wake-up); returns whether any came."""
         rt, writer = self.rt, self.rt.writer
+        rt.free[self.number] = True
+        # Fair dispatch: one task (what this consumer can start now) while another consumer of
+        # this process could start one too, or after a long task; else a lookahead of up to
+        # ``prefetch`` (claim.lua cuts it to one while a consumer elsewhere is idle, and the
+        # flusher gives back what waits behind a running task longer than the hold).
+        n = 1 if self._last_was_long or rt.others_free(self.number) else rt.prefetch
         writes = writer.collect(final=True)
         sent, epoch = self.seq, rt.listen_epoch
         # (only parsed when somebody listens for task_revoked)
@@ -112,7 +122,7 @@ class Consumer:
             [] if signals.task_revoked.receivers else None)
         try:
             claimed, more, due = rt.state.broker.claim(
-                self.client, rt.name, rt.prefetch, rt.queues, writes, self.number,
+                self.client, rt.name, n, rt.queues, writes, self.number,
                 idle=not rt.stopping, seq=sent, dropped=dropped)
         except BaseException:
             writer.putback(writes)  # (seq unchanged: if Redis ran it, the next claim returns it)
@@ -127,6 +137,7 @@ class Consumer:
             if handed is None:
                 return False
             claimed = [handed]
+        rt.free[self.number] = False
         self.local.extend(claimed)
         self._check_missed_revokes(epoch, claimed)
         return True
@@ -227,9 +238,12 @@ class Consumer:
         slot = rt.slot
         if slot is not None:
             slot.set(claimed.id, claimed.attempt, request.time_limit or task.time_limit)
+        started = rt.started_at[self.number] = time.monotonic()
         try:
             outcome = execute(task, request, rt.app, rt.limits, rt.dump_result)
         finally:
+            rt.started_at[self.number] = None
+            self._last_was_long = time.monotonic() - started > rt.hold
             rt.current.pop(claimed.id, None)
             if slot is not None:
                 slot.clear()

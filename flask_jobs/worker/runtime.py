@@ -20,6 +20,7 @@ from flask import Flask
 from .. import states
 from ..broker import Claimed
 from ..execution import Limits
+from ..message import give_back_write
 from ..state import AppState
 from .gate import Gate
 from .writer import Writer
@@ -60,6 +61,13 @@ class Runtime:
         self.listen_epoch = 0
         #: The prefetch buffers of this process's consumers, which :meth:`on_listen` checks.
         self.buffers: list[deque[Claimed]] = []
+        #: Per consumer: whether it holds nothing (it is claiming or waiting for work).
+        self.free: list[bool] = []
+        #: Per consumer: ``time.monotonic()`` when its running task started, or None.
+        self.started_at: list[float | None] = []
+        #: Longest a prefetched task waits behind its consumer's running task
+        #: (:data:`JOBS_WORKER_PREFETCH_HOLD`); see :meth:`release_held`.
+        self.hold = self.state.settings.prefetch_hold
         self.tasks_done = 0
         #: The prefork slot shared with the parent (children only).
         self.slot: Slot | None = None
@@ -76,10 +84,43 @@ class Runtime:
         """Number a new consumer of this process, whose prefetch buffer is ``buffer``; its
         inbox is ``w:<name>:in:<number>``."""
         self.buffers.append(buffer)
+        self.free.append(True)
+        self.started_at.append(None)
         self.inboxes.append(self.state.keys.inbox(self.name, len(self.inboxes)))
         if len(self.inboxes) == 2:  # (every consumer is made before any of them runs)
             self.gate = Gate()
         return len(self.inboxes) - 1
+
+    def others_free(self, number: int) -> bool:
+        """Whether a consumer of this process other than ``number`` holds nothing now (it can
+        start a task at once, so consumer ``number`` should claim no lookahead)."""
+        return any(free for i, free in enumerate(self.free) if i != number)
+
+    def release_held(self, now: float) -> int:
+        """Give back the prefetched tasks of every consumer whose running task has run longer
+        than :attr:`hold`, to the front of their queues, where any free consumer takes them
+        (fair dispatch: a task does not wait behind a running one while another consumer could
+        start it). Returns how many were given back."""
+        given = 0
+        hold = self.hold
+        for buffer, started in zip(self.buffers, self.started_at, strict=True):
+            if buffer and started is not None and now - started >= hold:
+                while True:
+                    try:
+                        claimed = buffer.pop()  # (the consumer takes from the other end)
+                    except IndexError:
+                        break
+                    self.writer.add(give_back_write(claimed.id, claimed.attempt))
+                    given += 1
+        return given
+
+    def hold_wait(self, now: float) -> float | None:
+        """Seconds until :meth:`release_held` has something to give back (None: nothing is
+        held behind a running task)."""
+        due = [started + self.hold - now for buffer, started in zip(self.buffers, self.started_at,
+                                                              strict=True)
+               if buffer and started is not None]
+        return max(0.0, min(due)) if due else None
 
     def note_revoked(self, task_id: str) -> None:
         """Remember a revoked id, so a prefetch buffer holding it skips it."""
@@ -172,9 +213,12 @@ def flusher(runtime: Runtime) -> None:
     client = runtime.state.make_client()
     writer = runtime.writer
     while not runtime.stop_event.is_set():
-        runtime.stop_event.wait(writer.wait_time())
+        wait = writer.wait_time()
+        held = runtime.hold_wait(time.monotonic())
+        runtime.stop_event.wait(wait if held is None else min(wait, held))
         try:
-            runtime.flush(client, final=False)
+            given = runtime.release_held(time.monotonic())
+            runtime.flush(client, final=bool(given))  # (a give-back goes out at once)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Could not write progress (%s); will retry", exc)
             time.sleep(0.5)  # the writes were put back; Redis is down
