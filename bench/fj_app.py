@@ -21,6 +21,11 @@ def latency(sent):
 
 
 @jobs.task
+def mixed(seconds, kind):
+    c.mixed(seconds, kind)
+
+
+@jobs.task
 def echo(x):
     return c.echo(x)
 

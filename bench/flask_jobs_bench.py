@@ -57,6 +57,13 @@ class FlaskJobsAdapter(Adapter):
     def enqueue_progress(self, n: int) -> None:
         self.m.progress.delay(n)
 
+    def enqueue_mixed(self, seconds: float, kind: str) -> None:
+        self.m.mixed.delay(seconds, kind)
+
+    def mixed_workers(self) -> WorkerConfig:
+        # The default prefetch (4), as the anchors keep theirs.
+        return WorkerConfig("-P prefork -c 4", [_worker("prefork", 4, prefetch=4)])
+
     def solo_worker(self) -> WorkerConfig:
         return WorkerConfig("-P solo --prefetch 64", [_worker("solo")])
 

@@ -138,6 +138,13 @@ class Adapter:
     def enqueue_progress(self, n: int) -> None:
         raise NotSupported("no progress API")
 
+    def enqueue_mixed(self, seconds: float, kind: str) -> None:
+        raise NotSupported("no mixed-workload task")
+
+    def mixed_workers(self) -> WorkerConfig:
+        """Four consumers, for the mixed workload."""
+        raise NotSupported("no four-consumer setting for the mixed workload")
+
     # -- workers -------------------------------------------------------------------------
     def solo_worker(self) -> WorkerConfig:
         raise NotImplementedError
@@ -549,6 +556,37 @@ def wl_progress(adapter: Adapter, r: redis.Redis, n: int, **_) -> dict:
     return {"value": n / elapsed, "unit": "updates/s", "n": n, "elapsed_s": elapsed}
 
 
+#: The mixed workload: per group, one long task and this many short ones, their lengths.
+MIXED_SHORTS_PER_LONG = 20
+MIXED_LONG_S = 2.0
+MIXED_SHORT_S = 0.01
+MIXED_CONSUMERS = 4
+
+
+def wl_mixed(adapter: Adapter, r: redis.Redis, n: int = 2, **_) -> dict:
+    """Workload 8: n groups of one 2 s task and 20 short ones (10 ms), each group's long task
+    first, queued before four consumers start; the figure is the time from the first task's
+    start to the end of the last short one. A short task that waits behind a long one while a
+    consumer is idle costs its 2 s here; the ideal is the short tasks' work spread over the
+    consumers the long ones leave free."""
+    for _ in range(n):
+        adapter.enqueue_mixed(MIXED_LONG_S, "long")
+        for _ in range(MIXED_SHORTS_PER_LONG):
+            adapter.enqueue_mixed(MIXED_SHORT_S, "short")
+    shorts = n * MIXED_SHORTS_PER_LONG
+    procs = adapter.start_workers(adapter.mixed_workers())
+    try:
+        wait_for(lambda: r.llen(f"{_keys.MIXED_KEY}:short") >= shorts, 60, procs,
+                 "every short task")
+        first = min(float(v) for v in r.lrange(f"{_keys.MIXED_KEY}:start", 0, -1))
+        last = max(float(v) for v in r.lrange(f"{_keys.MIXED_KEY}:short", 0, -1))
+    finally:
+        stop_workers(procs)
+    free = max(1, MIXED_CONSUMERS - n)
+    return {"value": last - first, "unit": "s", "config": adapter.mixed_workers().label,
+            "ideal_s": shorts * MIXED_SHORT_S / free, "n_long": n, "n_short": shorts}
+
+
 def wl_info(adapter: Adapter, r: redis.Redis, **_) -> dict:
     """Not a workload: versions and the settings the adapter would use."""
     return {
@@ -569,6 +607,7 @@ WORKLOADS = {
     "latency": wl_latency,
     "roundtrip": wl_roundtrip,
     "progress": wl_progress,
+    "mixed": wl_mixed,
 }
 
 

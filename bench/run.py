@@ -52,6 +52,7 @@ FULL = {
     "latency": ({"n": 300}, 90),
     "roundtrip": ({"n": 300}, 90),
     "progress": ({"n": 20_000}, 150),
+    "mixed": ({"n": 2}, 90),
 }
 QUICK = {
     "enqueue": ({"n": 1_000}, 60),
@@ -61,6 +62,7 @@ QUICK = {
     "latency": ({"n": 50}, 60),
     "roundtrip": ({"n": 50}, 60),
     "progress": ({"n": 2_000}, 60),
+    "mixed": ({"n": 2}, 60),
 }
 
 HIGHER, LOWER = "higher", "lower"
@@ -76,9 +78,12 @@ ROWS = [
     ("Round trip delay()->get() p99 (ms)", "roundtrip", "p99_ms", LOWER, "{:.2f}"),
     ("Progress updates in a task (updates/s)", "progress", "value", HIGHER, "{:,.0f}"),
     ("Solo worker RSS after drain (MB)", "drain_solo", "rss_mb", LOWER, "{:.1f}"),
+    ("Mixed workload: short tasks done after (s)", "mixed", "value", LOWER, "{:.2f}"),
 ]
 # rows whose cell also names the worker setting used
-SHOW_CONFIG = {"drain_multi"}
+SHOW_CONFIG = {"drain_multi", "mixed"}
+# drain rows and the floor (bench/floors.py) each cell is also given as a share of
+FLOOR_OF = {"drain_solo": "drain_solo", "drain_multi": "drain_parallel"}
 
 
 def log(msg: str) -> None:
@@ -202,12 +207,25 @@ def cell_text(entry: dict | None, fld: str, fmt: str, workload: str) -> str:
     return text
 
 
-def build_table(results: dict, libs: list[str], anchors: list[str], fj: str | None) -> tuple:
+def floor_share(entry: dict | None, workload: str, fld: str, floors: dict) -> str:
+    """`` = NN% of floor`` for a drain cell (see FLOOR_OF), else ''."""
+    floor = floors.get(FLOOR_OF.get(workload, ""), {}).get("value") if fld == "value" else None
+    v = cell_value(entry, fld)
+    if not floor or v is None:
+        return ""
+    return f" = {v / floor:.0%} of floor"
+
+
+def build_table(results: dict, libs: list[str], anchors: list[str], fj: str | None,
+                floors: dict | None = None) -> tuple:
     header = ["Workload", *libs, "ratio vs best anchor"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows_json = []
+    floors = floors or {}
     for label, workload, fld, better, fmt in ROWS:
-        cells = [cell_text(results[lib].get(workload), fld, fmt, workload) for lib in libs]
+        cells = [cell_text(results[lib].get(workload), fld, fmt, workload)
+                 + floor_share(results[lib].get(workload), workload, fld, floors)
+                 for lib in libs]
         anchor_vals = {a: cell_value(results[a].get(workload), fld) for a in anchors}
         anchor_vals = {a: v for a, v in anchor_vals.items() if v is not None}
         ratio_text, ratio = "n/a", None
@@ -455,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep(token)
         server.stop()
 
-    table, rows_json = build_table(results, libs, anchors, fj)
+    table, rows_json = build_table(results, libs, anchors, fj,
+                                   floors if "error" not in floors else {})
     wall = time.perf_counter() - started
     versions = {lib: info.get(lib, {}).get("versions", {}) for lib in libs}
     print()

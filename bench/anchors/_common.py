@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import redis
 
-from bench.anchors._keys import DONE_KEY, LAT_KEY, PROGRESS_KEY
+from bench.anchors._keys import DONE_KEY, LAT_KEY, MIXED_KEY, PROGRESS_KEY
 
 REDIS_URL = os.environ["BENCH_REDIS_URL"]  # no default on purpose: never hit the system Redis
 
@@ -26,6 +26,14 @@ def noop() -> None:
 
 def latency(sent: float) -> None:
     counter.rpush(LAT_KEY, time.time() - sent)
+
+
+def mixed(seconds: float, kind: str) -> None:
+    """A task of the mixed workload: record its start, sleep ``seconds``, record its end time
+    (by kind)."""
+    counter.rpush(f"{MIXED_KEY}:start", time.time())
+    time.sleep(seconds)
+    counter.rpush(f"{MIXED_KEY}:{kind}", time.time())
 
 
 def echo(x):

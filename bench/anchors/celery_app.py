@@ -21,6 +21,11 @@ def latency(sent):
     c.latency(sent)
 
 
+@app.task(name="bench.mixed")
+def mixed(seconds, kind):
+    c.mixed(seconds, kind)
+
+
 @app.task(name="bench.echo")
 def echo(x):
     return c.echo(x)

@@ -57,6 +57,15 @@ class CeleryAdapter(Adapter):
     def enqueue_progress(self, n: int) -> None:
         self.m.progress.delay(n)
 
+    def enqueue_mixed(self, seconds: float, kind: str) -> None:
+        self.m.mixed.delay(seconds, kind)
+
+    def mixed_workers(self) -> WorkerConfig:
+        # -O fair: Celery's answer to tasks waiting behind long ones (its default prefetch
+        # multiplier, 4, is kept as a user would).
+        return WorkerConfig("-P prefork -c 4 -O fair", [_worker("-P", "prefork", "-c", "4",
+                                                                "-O", "fair")])
+
     def solo_worker(self) -> WorkerConfig:
         return WorkerConfig("-P solo", [_worker("-P", "solo")])
 

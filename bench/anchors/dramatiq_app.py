@@ -22,6 +22,11 @@ def latency(sent):
     c.latency(sent)
 
 
+@dramatiq.actor(actor_name="bench_mixed")
+def mixed(seconds, kind):
+    c.mixed(seconds, kind)
+
+
 @dramatiq.actor(actor_name="bench_echo", store_results=True)
 def echo(x):
     return c.echo(x)

@@ -46,6 +46,12 @@ class DramatiqAdapter(Adapter):
         msg = self.m.echo.send(x)
         return msg.get_result(block=True, timeout=int(timeout * 1000))
 
+    def enqueue_mixed(self, seconds: float, kind: str) -> None:
+        self.m.mixed.send(seconds, kind)
+
+    def mixed_workers(self) -> WorkerConfig:
+        return WorkerConfig("--processes 1 --threads 4", [_worker(1, 4)])
+
     def solo_worker(self) -> WorkerConfig:
         return WorkerConfig("--processes 1 --threads 1", [_worker(1, 1)])
 

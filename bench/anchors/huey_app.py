@@ -23,5 +23,10 @@ def latency(sent):
 
 
 @huey.task()
+def mixed(seconds, kind):
+    c.mixed(seconds, kind)
+
+
+@huey.task()
 def echo(x):
     return c.echo(x)

@@ -44,6 +44,12 @@ class HueyAdapter(Adapter):
     def roundtrip(self, x: int, timeout: float):
         return self.m.echo(x).get(blocking=True, timeout=timeout)
 
+    def enqueue_mixed(self, seconds: float, kind: str) -> None:
+        self.m.mixed(seconds, kind)
+
+    def mixed_workers(self) -> WorkerConfig:
+        return WorkerConfig("-w 4 -k thread", [_consumer(4, "thread")])
+
     def solo_worker(self) -> WorkerConfig:
         return WorkerConfig("-w 1 -k thread", [_consumer(1, "thread")])
 
