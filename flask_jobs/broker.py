@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from .config import Settings
 from .connection import data, text
@@ -75,6 +77,9 @@ class Broker:
         #: Producer hot path: enqueue calls skip redis-py's pool (see :mod:`flask_jobs.direct`).
         self.direct = DirectLine(client.connection_pool, settings.busy_poll_us)
         self._claim = client.register_script(script_source("claim"))
+        #: The worker-side lines, one per client (see :meth:`_worker_call`).
+        self._lines: weakref.WeakKeyDictionary[redis.Redis, DirectLine] = (
+            weakref.WeakKeyDictionary())
         self._write = client.register_script(script_source("write"))
         self._reap = client.register_script(script_source("reap"))
         self._revoke = client.register_script(script_source("revoke"))
@@ -254,7 +259,7 @@ class Broker:
                            "" if seq is None else seq, len(queues), *queues, len(writes)]
         for w in writes:
             args.extend(w)
-        out = self._claim(keys=[self.keys.active(worker)], args=args, client=client)
+        out = self._worker_call(client, "claim", self._claim, [self.keys.active(worker)], args)
         count, more, next_due, handed = int(out[0]), bool(out[1]), int(out[2]), int(out[3])
         claimed = [parse_handed(out[i]) for i in range(6, 6 + handed)]
         end = 6 + handed + count * 6
@@ -274,7 +279,27 @@ class Broker:
                            self.settings.dead_ttl_ms, len(writes)]
         for w in writes:
             args.extend(w)
-        return int(self._write(keys=[self.keys.active(worker)], args=args, client=client))
+        return int(self._worker_call(client, "write", self._write, [self.keys.active(worker)],
+                                     args))
+
+    def _worker_call(self, client: redis.Redis, name: str, script: Script, keys: list[str],
+                     args: list[Any]) -> Any:
+        """Run a worker's claim or write script on ``client``'s server, over a
+        :class:`~flask_jobs.direct.DirectLine` of that client.
+
+        A claim carries a batch of 9-field write records: redis-py's own packer encodes each
+        argument in Python (about a sixth of a solo drain's time in a profile), where the line
+        packs the command in C with hiredis. Errors are raised as from the client: the line
+        fails fast and never retries, which the lost-reply handling of claims relies on.
+        """
+        line = self._lines.get(client)
+        if line is None:
+            line = self._lines[client] = DirectLine(client.connection_pool)
+        try:
+            return line.evalsha(script.sha, keys, args)
+        except redis.exceptions.NoScriptError:  # Redis restarted or SCRIPT FLUSH: nothing ran
+            line.load(script_source(name))
+            return line.evalsha(script.sha, keys, args)
 
     def heartbeat(self, client: redis.Redis, workers: Iterable[str], info: dict[str, Any],
                   timeout_ms: int) -> None:
