@@ -12,14 +12,14 @@ from typing import Any, TypeVar, overload
 
 from flask import Flask, Response
 
-from . import calling
+from . import calling, web
 from . import result as results
 from .config import settings_for
 from .control import Control
 from .result import AsyncResult, GroupResult
 from .state import AppState, Registry
 from .task import Task
-from .web import accepted, make_blueprint
+from .web.blueprint import make_blueprint
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,7 +153,7 @@ class Jobs(Registry):
         the ``jobs`` blueprint's status views. An eager result (nothing in Redis) gets ``200``
         with its final status inline instead; see the web docs.
         """
-        return accepted(result)
+        return web.accepted(result)
 
     # -- who may see a task (the web layer) ------------------------------------------------
 

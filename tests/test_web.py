@@ -452,3 +452,29 @@ def test_non_finite_numbers_become_null(app: Flask, client: Any) -> None:
     body = resp.get_json()
     assert body["current"] is None and body["percent"] is None
     assert body["meta"] == {"current": None, "total": 10, "speed": [None, 1.5]}
+
+
+def test_init_app_leaves_the_view_code_for_the_first_request(tmp_path):
+    # A worker process registers the blueprint through init_app but serves no request: it
+    # must not load the view code (the status JSON, lookups, event streams: ~0.7 MB of RSS).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from flask import Flask\n"
+        "from flask_jobs import Jobs\n"
+        "app = Flask('x')\n"
+        "app.config['JOBS_BROKER_URL'] = 'redis://127.0.0.1:1/0'\n"
+        "Jobs(app)\n"
+        "loaded = lambda: sorted(m for m in ('flask_jobs.web.views', 'flask_jobs.sse_hub',\n"
+        "                                  'flask_jobs.web.lookups') if m in sys.modules)\n"
+        "print(loaded())\n"
+        "print(app.test_client().get('/jobs/status/no-such-id').status_code)\n"
+        "print(loaded())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[1] == "503"  # (the view ran: Redis at port 1 can't be reached)
+    assert out[2] == "['flask_jobs.sse_hub', 'flask_jobs.web.lookups', 'flask_jobs.web.views']"

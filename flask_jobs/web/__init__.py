@@ -23,7 +23,9 @@ The modules, each importing only from those before it:
 - :mod:`~flask_jobs.web.lookups`: reading a task or group id from Redis (:func:`lookup`);
 - :mod:`~flask_jobs.web.auth`: who may read or revoke, and the CSRF check;
 - :mod:`~flask_jobs.web.events`: the event streams and what the SSE hub reads;
-- :mod:`~flask_jobs.web.views`: the blueprint (:func:`make_blueprint`) and :func:`accepted`.
+- :mod:`~flask_jobs.web.views`: the views and :func:`accepted`;
+- :mod:`~flask_jobs.web.blueprint`: the blueprint (:func:`make_blueprint`), which imports the
+  views at the first request.
 
 Their public names are importable from here, as they were when this was one module (hence
 ``lookups``, not ``lookup``: ``flask_jobs.web.lookup`` stays the function).
@@ -31,12 +33,40 @@ Their public names are importable from here, as they were when this was one modu
 
 from __future__ import annotations
 
-from .auth import authorize, refuse_cross_site
-from .encoding import dumps
-from .events import SSE_RETRY_MS, EventStream, events_hub
-from .lookups import Found, lookup
-from .status import eager_body, group_body, status_body
-from .views import ID_PATTERN, RETRY_AFTER, STATIC_FOLDER, accepted, make_blueprint
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .auth import authorize, refuse_cross_site
+    from .blueprint import STATIC_FOLDER, make_blueprint
+    from .encoding import dumps
+    from .events import SSE_RETRY_MS, EventStream, events_hub
+    from .lookups import Found, lookup
+    from .status import eager_body, group_body, status_body
+    from .views import ID_PATTERN, RETRY_AFTER, accepted
+
+#: Where each public name lives. They are imported on first use (PEP 562), so that a process
+#: that only registers the blueprint, such as a worker, does not load the view code (see
+#: :mod:`~flask_jobs.web.blueprint`).
+_HOMES = {
+    "authorize": "auth", "refuse_cross_site": "auth",
+    "STATIC_FOLDER": "blueprint", "make_blueprint": "blueprint",
+    "dumps": "encoding",
+    "SSE_RETRY_MS": "events", "EventStream": "events", "events_hub": "events",
+    "Found": "lookups", "lookup": "lookups",
+    "eager_body": "status", "group_body": "status", "status_body": "status",
+    "ID_PATTERN": "views", "RETRY_AFTER": "views", "accepted": "views",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # (found directly next time)
+    return value
+
 
 __all__ = [
     "ID_PATTERN",

@@ -1,23 +1,20 @@
-"""The ``jobs`` blueprint (status, events, revoke, the widget's files) and the ``202`` response.
+"""The views of the ``jobs`` blueprint (status, events, revoke) and the ``202`` response.
 
-The views only route: each reads its id once (:func:`~flask_jobs.web.lookups.lookup`), checks
-who asks (:mod:`~flask_jobs.web.auth`), and answers with the status JSON
-(:mod:`~flask_jobs.web.status`, :mod:`~flask_jobs.web.encoding`) or an event stream
-(:mod:`~flask_jobs.web.events`). Errors of these views, and a Redis that can't be reached, are
-answered as JSON too.
+:mod:`~flask_jobs.web.blueprint` routes to them. Each reads its id once
+(:func:`~flask_jobs.web.lookups.lookup`), checks who asks (:mod:`~flask_jobs.web.auth`), and
+answers with the status JSON (:mod:`~flask_jobs.web.status`, :mod:`~flask_jobs.web.encoding`) or
+an event stream (:mod:`~flask_jobs.web.events`). Errors of these views, and a Redis that can't
+be reached, are answered as JSON too.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 
-import redis
-from flask import Blueprint, Response, request, url_for
+from flask import Response, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from ..exceptions import BrokerUnavailable
 from ..result import AsyncResult, EagerResult, GroupResult
 from ..state import Registry
 from .auth import authorize, refuse_cross_site
@@ -30,21 +27,12 @@ from .status import eager_body
 # applies.
 log = logging.getLogger("flask_jobs.web")
 
-#: The package's directory, ``flask_jobs``.
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
-
-#: The package's static folder (``flask_jobs/static``: the widget's JS and CSS).
-STATIC_FOLDER = _PACKAGE_DIR / "static"
-
 #: Task and group ids the views accept; anything else is a 404 without a Redis round trip.
 #: UUIDs (the default ids) and custom ids of letters, digits and ``_ . : @ + = ~ -`` fit.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.:@+=~-]{1,200}")
 
 #: Seconds a 503 asks clients to wait (``Retry-After``).
 RETRY_AFTER = 5
-
-#: Errors meaning the job store can't be reached: answered 503, not 500.
-_BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, BrokerUnavailable)
 
 
 def accepted(result: AsyncResult | GroupResult) -> Response:
@@ -79,75 +67,55 @@ def accepted(result: AsyncResult | GroupResult) -> Response:
     return json_response({"id": result.id, **urls}, 202, headers)
 
 
-def make_blueprint(jobs: Registry) -> Blueprint:
-    """Build the ``jobs`` blueprint for ``jobs`` (``init_app`` registers it at
-    :data:`JOBS_URL_PREFIX`; with ``JOBS_REGISTER_BLUEPRINT = False`` register it yourself).
+def find(jobs: Registry, task_id: str) -> Found:
+    """The status of ``task_id`` (a task or a group), or 404."""
+    if not ID_PATTERN.fullmatch(task_id):
+        raise NotFound("Unknown task id.")
+    found = lookup(jobs, task_id)
+    if found is None:
+        raise NotFound("Unknown task id: it was never queued, or its result expired.")
+    return found
 
-    :param jobs: the :class:`~flask_jobs.Jobs` extension whose tasks the views show.
-    """
-    # The root stays the package directory, as when the blueprint was made in
-    # ``flask_jobs/web.py``; the static folder is absolute, so the widget is served from it
-    # either way.
-    bp = Blueprint("jobs", __name__, static_folder=str(STATIC_FOLDER), static_url_path="/static",
-                   root_path=str(_PACKAGE_DIR))
 
-    def find(task_id: str) -> Found:
-        if not ID_PATTERN.fullmatch(task_id):
-            raise NotFound("Unknown task id.")
-        found = lookup(jobs, task_id)
-        if found is None:
-            raise NotFound("Unknown task id: it was never queued, or its result expired.")
-        return found
+def status(jobs: Registry, task_id: str) -> Response:
+    """``GET /status/<id>``: the status JSON of a task or group."""
+    found = find(jobs, task_id)
+    authorize(jobs, "read", found)
+    return json_response(found.body)
 
-    @bp.get("/status/<task_id>")
-    def status(task_id: str) -> Response:
-        """The status JSON of a task or group."""
-        found = find(task_id)
-        authorize(jobs, "read", found)
-        return json_response(found.body)
 
-    @bp.get("/events/<task_id>")
-    def events(task_id: str) -> Response:
-        """Server-Sent Events: the status now, then one event per change until final."""
-        found = find(task_id)
-        authorize(jobs, "read", found)
-        return stream_response(task_id, found)
+def events(jobs: Registry, task_id: str) -> Response:
+    """``GET /events/<id>``: Server-Sent Events, the status now, then one event per change
+    until final."""
+    found = find(jobs, task_id)
+    authorize(jobs, "read", found)
+    return stream_response(task_id, found)
 
-    @bp.route("/revoke/<task_id>", methods=["GET", "POST"])
-    def revoke(task_id: str) -> Response:
-        """Cancel a task (terminating it if it runs) or every member of a group."""
-        if request.method != "POST":
-            raise MethodNotAllowed(valid_methods=["POST"])
-        refuse_cross_site()
-        found = find(task_id)
-        authorize(jobs, "revoke", found)
-        found.result.revoke(terminate=True)
-        return json_response((lookup(jobs, task_id) or found).body)
 
-    @bp.after_request
-    def no_store(response: Response) -> Response:
-        if request.endpoint != "jobs.static":
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+def revoke(jobs: Registry, task_id: str) -> Response:
+    """``POST /revoke/<id>``: cancel a task (terminating it if it runs) or every member of a
+    group."""
+    if request.method != "POST":
+        raise MethodNotAllowed(valid_methods=["POST"])
+    refuse_cross_site()
+    found = find(jobs, task_id)
+    authorize(jobs, "revoke", found)
+    found.result.revoke(terminate=True)
+    return json_response((lookup(jobs, task_id) or found).body)
 
-    # Error handlers of a blueprint only see errors raised by its own views, so the app's own
-    # 404 and error pages are untouched.
-    @bp.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response | HTTPException:
-        if exc.code is None or exc.code < 400:
-            return exc
-        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return json_response(error_body(exc.code, type(exc).__name__, exc.description or ""),
-                             exc.code, headers)
 
-    def unavailable(exc: Exception) -> Response:
-        log.warning("Job store unavailable: %s", exc)
-        return json_response(
-            error_body(503, "ServiceUnavailable", "The job store is unavailable; try again shortly."),
-            503, {"Retry-After": str(RETRY_AFTER)})
+def http_error(exc: HTTPException) -> Response | HTTPException:
+    """An HTTP error of these views, as JSON."""
+    if exc.code is None or exc.code < 400:
+        return exc
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return json_response(error_body(exc.code, type(exc).__name__, exc.description or ""),
+                         exc.code, headers)
 
-    for exc_type in _BROKER_ERRORS:
-        bp.register_error_handler(exc_type, unavailable)
 
-    return bp
+def unavailable(exc: Exception) -> Response:
+    """Redis could not be reached: 503 with ``Retry-After``, as JSON."""
+    log.warning("Job store unavailable: %s", exc)
+    return json_response(
+        error_body(503, "ServiceUnavailable", "The job store is unavailable; try again shortly."),
+        503, {"Retry-After": str(RETRY_AFTER)})
