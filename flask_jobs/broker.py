@@ -16,7 +16,7 @@ import redis
 from redis.commands.core import Script
 
 from .config import Settings
-from .connection import data, text
+from .connection import text
 from .direct import DirectLine
 from .exceptions import BrokerUnavailable
 from .keys import Keys
@@ -388,32 +388,3 @@ class Broker:
     def stats(self) -> dict[str, int]:
         """The counters (expired, dead, stale_writes, reaped)."""
         return {text(k): int(v) for k, v in self.client.hgetall(self.keys.stats).items()}
-
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest dead letters, newest first."""
-        return [json.loads(x) for x in self.client.lrange(self.keys.dead_letters, 0, limit - 1)]
-
-    def requeue_dead_letter(self, task_id: str) -> bool:
-        """Queue a dead-lettered task again (its body is kept in its record); True if done."""
-        key = self.keys.task(task_id)
-        body, ctype, name, queue, prio, owner = self.client.hmget(
-            key, "body", "ctype", "name", "queue", "prio", "owner")
-        if body is None:
-            return False
-        message = Message(task_id, text(queue or "default"), int(prio or 5), text(name or ""),
-                          text(ctype or "json"), data(body), 0, 0, text(owner or ""))
-        # The entries to remove are read before the task is queued again: a worker may
-        # dead-letter it anew before the removal, and that new entry must stay.
-        entries = [raw for raw in self.client.lrange(self.keys.dead_letters, 0, -1)
-                   if json.loads(raw).get("id") == task_id]
-        self.client.hset(key, "state", "REVOKED")  # make the record replaceable by enqueue
-        self.enqueue([message])
-        for raw in entries:
-            self.client.lrem(self.keys.dead_letters, 1, text(raw))
-        return True
-
-    def purge_dead_letters(self) -> int:
-        """Delete every dead letter; returns how many there were."""
-        n = self.client.llen(self.keys.dead_letters)
-        self.client.delete(self.keys.dead_letters)
-        return int(n)

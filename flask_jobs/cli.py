@@ -12,6 +12,7 @@ from flask import current_app
 from flask.cli import AppGroup, ScriptInfo, pass_script_info
 
 from .control import Control
+from .dead_letters import DeadLetters
 from .exceptions import BrokerUnavailable
 from .worker.main import POOLS
 
@@ -202,7 +203,7 @@ def dlq_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def dlq_list(limit: int, as_json: bool) -> None:
     """Show the newest dead letters with their reason."""
-    for entry in current_app.extensions["jobs"].broker.dead_letters(limit):
+    for entry in DeadLetters(current_app.extensions["jobs"].broker).list(limit):
         if as_json:
             click.echo(json.dumps(entry))
         else:
@@ -214,7 +215,7 @@ def dlq_list(limit: int, as_json: bool) -> None:
 def dlq_requeue(task_ids: tuple[str, ...]) -> None:
     """Queue dead-lettered tasks again (their messages are kept with their records)."""
     broker = current_app.extensions["jobs"].broker
-    failed = [t for t in task_ids if not broker.requeue_dead_letter(t)]
+    failed = [t for t in task_ids if not DeadLetters(broker).requeue(t)]
     for t in task_ids:
         if t not in failed:
             click.echo(f"requeued {t}")
@@ -226,5 +227,5 @@ def dlq_requeue(task_ids: tuple[str, ...]) -> None:
 @click.confirmation_option(prompt="Delete every dead letter?")
 def dlq_purge() -> None:
     """Delete every dead letter."""
-    n = current_app.extensions["jobs"].broker.purge_dead_letters()
+    n = DeadLetters(current_app.extensions["jobs"].broker).purge()
     click.echo(f"purged {n} dead letter(s)")
