@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .canvas import Signature, chain, group, signature
+from .canvas import Signature, chain, chord, chunks, group, maybe_signature, signature, xmap, xstarmap
 from .exceptions import (
+    ChordError,
     MaxRetriesExceededError,
     Retry,
     SoftTimeLimitExceeded,
@@ -19,6 +20,7 @@ from .task import Task
 __all__ = [
     "__version__",
     "AsyncResult",
+    "ChordError",
     "EagerResult",
     "GroupResult",
     "Jobs",
@@ -31,6 +33,11 @@ __all__ = [
     "TimeLimitExceeded",
     "TimeoutError",
     "chain",
+    "chord",
+    "chunks",
     "group",
+    "maybe_signature",
     "signature",
+    "xmap",
+    "xstarmap",
 ]

@@ -15,14 +15,16 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from .claims import Claimed, parse_handed
 from .config import Settings
 from .connection import text
 from .direct import DirectLine
 from .exceptions import BrokerUnavailable
 from .keys import Keys
-from .message import Message, Write, new_task_ids, parse_rate_limit
+from .message import Message, new_task_ids, parse_rate_limit
 from .scripts import script_source
 from .serialization import Codecs
+from .writes import Write
 
 log = logging.getLogger("flask_jobs")
 
@@ -30,28 +32,6 @@ log = logging.getLogger("flask_jobs")
 ENQUEUE_CHUNK = 1000
 #: Most ready tasks one purge script call discards (a long backlog takes several calls).
 PURGE_CHUNK = 1000
-
-
-class Claimed:
-    """A task a worker claimed: what the claim script returned for it."""
-
-    __slots__ = ("id", "attempt", "deliveries", "ctype", "body", "name", "suspect")
-
-    def __init__(self, id: str, attempt: int, deliveries: int, ctype: str, body: bytes,
-                 name: str) -> None:
-        self.id, self.attempt, self.deliveries = id, attempt, deliveries
-        self.ctype, self.body, self.name = ctype, body, name
-        #: It was held by a worker that died holding several tasks: run it alone (gate.py).
-        self.suspect = False
-
-
-def parse_handed(payload: bytes) -> Claimed:
-    """A task handed to a consumer's inbox at enqueue (format in ``scripts/enqueue.lua``)."""
-    head, _, rest = payload.partition(b"\n")
-    attempt, deliveries, n_id, n_ctype, n_name = map(int, head.split())
-    a, b = n_id, n_id + n_ctype
-    return Claimed(rest[:a].decode(), attempt, deliveries, rest[a:b].decode(), rest[b + n_name:],
-                   rest[b:b + n_name].decode())
 
 
 class Broker:
@@ -86,11 +66,12 @@ class Broker:
         self._fail_links = client.register_script(script_source("fail_links"))
         self._placeholders = client.register_script(script_source("placeholders"))
         self._purge = client.register_script(script_source("purge"))
+        self._chord = client.register_script(script_source("chord"))
 
     # -- producer side -----------------------------------------------------------------------
 
     def enqueue(self, messages: Sequence[Message], group: str = "",
-                ids: list[str] | None = None) -> int:
+                ids: list[str] | None = None, group_size: int = 0) -> int:
         """Write PENDING records and queue the messages, atomically per script call.
 
         One round trip however many messages: up to :data:`ENQUEUE_CHUNK` per script call,
@@ -99,6 +80,9 @@ class Broker:
         script, so nothing is queued twice.
 
         :param group: the group id of every message (``group(...).apply_async()``).
+        :param group_size: the size of the group sent here in full: the message ids become its
+            member list and its counters get this total. 0: the members were listed already
+            (a chord's header, a group of chains), or there is no group.
         :param ids: for a group: an empty list, filled with the id each message was sent
             under. A message object that comes more than once in ``messages`` (a signature
             repeated in a group, encoded once) is sent each time after the first under a fresh
@@ -111,7 +95,7 @@ class Broker:
         try:
             while True:
                 try:
-                    return self._send(messages, group, check, ids, seen)
+                    return self._send(messages, group, check, ids, seen, group_size)
                 except redis.exceptions.NoScriptError:
                     if loaded:
                         raise
@@ -145,12 +129,19 @@ class Broker:
             ) from exc
 
     def _send(self, messages: Sequence[Message], group: str, check_all: str,
-              ids: list[str] | None, seen: set[int]) -> int:
-        head = (self.base, self.settings.result_ttl_ms, group, check_all)
+              ids: list[str] | None, seen: set[int], group_size: int) -> int:
+        head = (self.base, self.settings.result_ttl_ms, group, check_all, group_size)
         if len(messages) == 1 and ids is None:  # delay(): one shape, one task
             m = messages[0]
-            return int(self.direct.evalsha(self._enqueue.sha, (self.keys.task(m.id),),
-                                           (*head, 1, *m.shape(), 1, m.id, 1, m.body)))
+            reply = self.direct.evalsha(self._enqueue.sha, (self.keys.task(m.id),),
+                                        (*head, 1, *m.shape(), 1, m.id, 1, m.body))
+            if isinstance(reply, list):  # its dedup key is held: it takes the holder's id
+                m.id = text(reply[1])
+                return 0
+            return int(reply)
+        if any(m.dedup_key for m in messages):
+            raise TypeError("dedup_key works with one task at a time (apply_async()), not in "
+                            "a group")
         if ids is None:
             ids = []
 
@@ -208,15 +199,33 @@ class Broker:
                                     args=[self.base, self.settings.result_ttl_ms, state, result,
                                           traceback, *task_ids]))
 
-    def placeholders(self, tasks: Sequence[tuple[str, str]], owner: str = "") -> int:
-        """Write PENDING records for a chain's later tasks, ``(id, name)`` each, before its
-        first task is sent (see ``scripts/placeholders.lua``); returns how many were written."""
+    def placeholders(self, tasks: Sequence[tuple[str, str, str]], owner: str = "",
+                     chain: str = "") -> int:
+        """Write PENDING records for a chain's tasks, ``(id, name, group)`` each (the group a
+        chain's last task counts in, or ''), and the chain's counters, before its first task
+        is sent (see ``scripts/placeholders.lua``); returns how many were written."""
         if not tasks:
             return 0
-        args: list[Any] = [self.base, self.settings.result_ttl_ms, owner]
-        for task_id, name in tasks:
-            args.extend((task_id, name))
+        args: list[Any] = [self.base, self.settings.result_ttl_ms, owner, chain]
+        for task_id, name, group in tasks:
+            args.extend((task_id, name, group))
         return int(self._placeholders(keys=[self.keys.task(tasks[0][0])], args=args))
+
+    def hold_chord(self, group: str, body: Message | None, members: Sequence[str],
+                   owner: str = "", member_of: str = "") -> int:
+        """List a group's members (their ids, in order), set up its counters and, for a
+        chord, hold its ``body`` until they are all done (see ``scripts/chord.lua``); call it
+        before sending the members. Returns the number of members.
+
+        :param member_of: the group the body itself counts in (a chord in a group).
+        """
+        fields: tuple[Any, ...] = ("", "", "", "", "", "", 0)
+        if body is not None:
+            fields = (body.id, body.queue, body.priority, body.name, body.ctype, body.body,
+                      body.expires_ms)
+        args: list[Any] = [self.base, self.settings.result_ttl_ms, group, owner, member_of,
+                           *fields, *members]
+        return int(self._chord(keys=[self.keys.counters(group)], args=args))
 
     def store_state(self, task_id: str, state: str, meta: Any) -> None:
         """Write a state and meta to an existing record, without fencing."""

@@ -20,7 +20,7 @@ from .eager import run_eagerly
 from .exceptions import NotRegistered
 from .message import Message, build_message
 from .request import TaskLike
-from .result import AsyncResult, EagerResult, GroupResult
+from .result import AsyncResult, EagerResult
 from .state import AppState
 
 
@@ -45,18 +45,18 @@ def send(state: AppState, task: TaskLike | None, name: str, args: Iterable[Any] 
     return AsyncResult(message.id, jobs=state.jobs, app=state.app, task_name=name)
 
 
-def send_group(state: AppState, messages: Sequence[Message], group_id: str) -> GroupResult:
-    """Queue a group's messages in one round trip and return the group's result.
+def send_messages(state: AppState, messages: Sequence[Message], group_id: str,
+                  group_size: int, ids: list[str]) -> None:
+    """Queue a group's messages in one round trip.
 
-    A message object that comes more than once (a signature repeated in a group, encoded once)
-    is sent under a fresh id each time after the first (see
-    :meth:`~flask_jobs.broker.Broker.enqueue`).
+    :param group_size: the group's size when it is sent here in full (its member list and
+        counters are written with it); 0 when they were written already (a chord's header).
+    :param ids: the id each message goes under, in order: given (a chord's header, whose ids
+        were listed first), or an empty list, filled here (a message object that comes more
+        than once, a signature repeated in a group encoded once, gets a fresh id each time
+        after the first; see :meth:`~flask_jobs.broker.Broker.enqueue`).
     """
-    ids: list[str] = []
-    state.broker.enqueue(messages, group_id, ids)
-    results = [AsyncResult(i, jobs=state.jobs, app=state.app, task_name=m.name)
-               for i, m in zip(ids, messages, strict=True)]
-    return GroupResult(group_id, results, jobs=state.jobs, app=state.app)
+    state.broker.enqueue(messages, group_id, ids, group_size)
 
 
 def apply_eagerly(state: AppState, task: TaskLike, args: Iterable[Any] | None,

@@ -67,6 +67,11 @@ class DeadLetteredError(TaskError):
     """The task was moved to the dead-letter list (see ``flask jobs dlq``)."""
 
 
+class ChordError(TaskError):
+    """A chord's header task failed or was revoked, so its body did not run (Celery's name):
+    ``Dependency <id> raised <the error>``."""
+
+
 class NotRegistered(JobsError, KeyError):  # noqa: N818 - Celery's name
     """No task of that name is registered with this :class:`~flask_jobs.Jobs`."""
 

@@ -14,6 +14,7 @@ from flask import Flask, Response
 
 from . import calling, web
 from . import result as results
+from .builtin_tasks import register_builtins
 from .config import settings_for
 from .control import Control
 from .result import AsyncResult, GroupResult
@@ -48,6 +49,7 @@ class Jobs(Registry):
 
     def __init__(self, app: Flask | None = None) -> None:
         super().__init__()
+        register_builtins(self, self.task)
         if app is not None:
             self.init_app(app)
 

@@ -13,8 +13,10 @@ key                            type     what it holds, and when it goes away
                                         ``done``, ``upd``, ``exp``, ``owner``, ``reason``, ``sus``
                                         (a suspect: held by a worker that died holding several
                                         tasks; claimed and run alone), ``ph`` (a placeholder for a
-                                        chain's later task: no message, expires like a result;
-                                        replaced when the task is sent). Written at
+                                        chain's task: no message, expires like a result;
+                                        taken over when the task is sent), ``group`` (the group
+                                        it counts in), ``chain`` (the chain it is a step of),
+                                        ``hdr`` (a chord body's header group). Written at
                                         enqueue with no expiry (it holds the message while the task
                                         waits); expires :data:`JOBS_RESULT_EXPIRES` after its final
                                         state.
@@ -40,6 +42,15 @@ key                            type     what it holds, and when it goes away
                                         fields per consumer; deleted at clean shutdown or by the
                                         reaper.
 ``P g:<group>``                 list     Member task ids of a group, in order; expires with the records.
+``P gc:<id>``                  hash     Counters of a group (``total``, ``done``, ``ok``, ``failed``,
+                                        ``revoked``, ``fail``: the first to fail, ``owner``,
+                                        ``upd``; a chord's held ``body`` until its header is
+                                        done) or of a chain (``total`` steps, ``done``, ``cur``:
+                                        the step running). Moved by the scripts that write final
+                                        states, so a workflow's status is one read. Expires with
+                                        the records.
+``P dd:<key>``                 string   The task holding a dedup key (``apply_async(dedup_key=)``):
+                                        its id, ``PX`` the dedup ttl.
 ``P delayed``                  zset     Ids of countdown/eta/retry tasks, scored by due time in
                                         Redis-server milliseconds. Moved to their queue by claims.
 ``P w:<worker>:active``        hash     Task id -> attempt, for each task a worker has claimed and not
@@ -113,6 +124,14 @@ class Keys:
     def group(self, group_id: str) -> str:
         """The member list of a group."""
         return f"{self.prefix}:g:{group_id}"
+
+    def counters(self, workflow_id: str) -> str:
+        """The counters of a group or a chain."""
+        return f"{self.prefix}:gc:{workflow_id}"
+
+    def dedup(self, key: str) -> str:
+        """The holder of a dedup key."""
+        return f"{self.prefix}:dd:{key}"
 
     @property
     def delayed(self) -> str:

@@ -6,9 +6,8 @@
 - :func:`new_task_id`: the one generator of task, group and chain ids.
 - :data:`OPTIONAL_FIELDS`: the fields a message body may carry besides ``task``, ``args`` and
   ``kwargs`` (the worker copies them into the request; a retry carries them on).
-- :data:`Write` and its constructors: the records a worker sends back (started, progress,
-  final, retry, give back, dead letter), in the layout of ``apply_writes`` in
-  ``scripts/lib.lua``.
+
+What a worker writes back is in :mod:`flask_jobs.writes`.
 - :func:`parse_rate_limit`: Celery's rate limit strings, read by tasks and by the broker.
 
 Everything here is on the wire: old and new workers share one Redis during a rolling deploy,
@@ -26,7 +25,6 @@ from .config import Settings
 from .exceptions import EncodeError, PayloadTooLarge
 from .request import TaskLike
 from .serialization import Codecs
-from .states import PROGRESS, STARTED
 
 _UTC = dt.UTC
 
@@ -45,22 +43,27 @@ class Message:
     """
 
     __slots__ = ("id", "queue", "priority", "name", "ctype", "body", "delay_ms", "expires_ms",
-                 "owner", "chosen_id")
+                 "owner", "chosen_id", "dedup_key", "dedup_ttl_ms")
 
     def __init__(self, id: str, queue: str, priority: int, name: str, ctype: str, body: bytes,
                  delay_ms: int = 0, expires_ms: int = 0, owner: str = "",
-                 chosen_id: bool = True) -> None:
+                 chosen_id: bool = True, dedup_key: str = "", dedup_ttl_ms: int = 0) -> None:
         self.id, self.queue, self.priority, self.name = id, queue, priority, name
         self.ctype, self.body, self.delay_ms, self.expires_ms = ctype, body, delay_ms, expires_ms
         self.owner = owner
         #: The caller chose the id, so the script checks it is not already live.
         self.chosen_id = chosen_id
+        #: Queue it only if no task holds this key (``apply_async(dedup_key=...)``); ``id``
+        #: becomes the holder's when one does.
+        self.dedup_key, self.dedup_ttl_ms = dedup_key, dedup_ttl_ms
 
     def shape(self) -> tuple[Any, ...]:
         """What this message may share with others of one script call (see
-        ``scripts/enqueue.lua``): queue, priority, name, ctype, delay, expiry, owner, check."""
+        ``scripts/enqueue.lua``): queue, priority, name, ctype, delay, expiry, owner, check,
+        dedup key and ttl."""
         return (self.queue, self.priority, self.name, self.ctype, self.delay_ms,
-                self.expires_ms, self.owner, "1" if self.chosen_id else "")
+                self.expires_ms, self.owner, "1" if self.chosen_id else "", self.dedup_key,
+                self.dedup_ttl_ms)
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def signature_dict(value: Mapping[str, Any]) -> dict[str, Any]:
                         f"not {value!r}")
     return {"task": value["task"], "args": list(value.get("args") or ()),
             "kwargs": dict(value.get("kwargs") or {}), "options": dict(value.get("options") or {}),
-            "immutable": bool(value.get("immutable"))}
+            "subtask_type": value.get("subtask_type"), "immutable": bool(value.get("immutable"))}
 
 
 def _signature_list(value: Any) -> list[dict[str, Any]]:
@@ -204,6 +207,9 @@ def build_message(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     ignore_result: bool | None = None,
+    dedup_key: str | None = None,
+    dedup_ttl: float | None = None,
+    chord: dict[str, Any] | None = None,
     validated: bool = False,
     **unknown: Any,
 ) -> Message:
@@ -215,6 +221,11 @@ def build_message(
 
     :param task: the registered task (its defaults and argument check), or None when sending
         by name a task this process does not know.
+    :param dedup_key: queue it only if no task sent with this key within ``dedup_ttl``
+        seconds (default 60) is known; otherwise the message takes that task's id.
+    :param chord: the body of a chord: ``{"header": group id, "results": whether the header's
+        results go in front of the arguments}``; the worker reads them (or fails with
+        :class:`~flask_jobs.exceptions.ChordError`).
     :param validated: the arguments were checked already (a signature repeated in a group).
     """
     if unknown:
@@ -277,6 +288,16 @@ def build_message(
         body["ignore_result"] = bool(ignore_result)
     if owner is not None:
         body["owner"] = str(owner)
+    if chord is not None:
+        body["chord"] = chord
+    dedup_ttl_ms = 0
+    if dedup_key is not None:
+        if not isinstance(dedup_key, str) or not dedup_key:
+            raise TypeError(f"dedup_key must be a non-empty string, not {dedup_key!r}")
+        dedup_ttl_ms = max(1, int(seconds("dedup_ttl", 60.0 if dedup_ttl is None
+                                          else dedup_ttl) * 1000))
+    elif dedup_ttl is not None:
+        raise TypeError("dedup_ttl needs a dedup_key")
     ctype = serializer or (task.serializer if task is not None else None) or (
         settings.task_serializer)
     if ctype not in codecs.accept:  # e.g. pickle must be opted into, for sending too
@@ -310,6 +331,8 @@ def build_message(
         expires_ms,
         "" if owner is None else str(owner),
         chosen_id,
+        dedup_key or "",
+        dedup_ttl_ms,
     )
 
 
@@ -328,50 +351,3 @@ def _explain_encode_error(codecs: Codecs, name: str, ctype: str, args: list[Any]
                 "queued."
             )
     return f"Cannot send task {name!r}: {exc}. Nothing was queued."
-
-
-# -- what a worker writes back ------------------------------------------------------------------
-
-#: One write of a worker (see ``apply_writes`` in ``scripts/lib.lua``): kind, task id, attempt,
-#: state, result type, result, traceback, option, body. Kinds: ``S`` started, ``P`` progress or
-#: a custom state, ``F`` final state, ``R`` retry, ``L`` give back unstarted, ``D`` dead letter.
-Write = tuple[str, str, int, str, str, bytes | str, str, str | int, bytes | str]
-
-
-def started_write(task_id: str, attempt: int) -> Write:
-    """The task began running (state ``STARTED``)."""
-    return ("S", task_id, attempt, STARTED, "", "", "", "", "")
-
-
-def progress_write(task_id: str, attempt: int, state: str | None, rtype: str,
-                   meta: bytes) -> Write:
-    """A progress report or custom state (``PROGRESS`` when ``state`` is None), its meta
-    encoded as ``rtype``."""
-    return ("P", task_id, attempt, state or PROGRESS, rtype, meta, "", "", "")
-
-
-def final_write(task_id: str, attempt: int, state: str, rtype: str, result: bytes | str,
-                traceback: str = "", ignore_result: bool = False) -> Write:
-    """A final state (SUCCESS, FAILURE, REVOKED) with its result or failure description.
-
-    :param ignore_result: store no result (the script drops it, and the body).
-    """
-    return ("F", task_id, attempt, state, rtype, result, traceback,
-            "i" if ignore_result else "", "")
-
-
-def retry_write(task_id: str, attempt: int, description: str, traceback: str,
-                countdown_ms: int, body: bytes) -> Write:
-    """State RETRY, and the new message queued again (``body``) after ``countdown_ms``."""
-    return ("R", task_id, attempt, "RETRY", "json", description, traceback, countdown_ms, body)
-
-
-def give_back_write(task_id: str, attempt: int) -> Write:
-    """A claimed task that never started goes back to the front of its queue; this delivery
-    does not count towards :data:`JOBS_MAX_DELIVERIES`."""
-    return ("L", task_id, attempt, "", "", "", "", "", "")
-
-
-def dead_letter_write(task_id: str, attempt: int, name: str, reason: str) -> Write:
-    """Quarantine a task that cannot run here (undecodable, unknown name) with the reason."""
-    return ("D", task_id, attempt, "", "", reason, "", name, "")

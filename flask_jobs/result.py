@@ -116,7 +116,8 @@ class AsyncResult:
     _waiters: weakref.WeakKeyDictionary[AppState, _Waiter] = weakref.WeakKeyDictionary()
 
     def __init__(self, id: str, jobs: Registry | None = None, app: Flask | None = None,
-                 task_name: str | None = None, parent: AsyncResult | None = None) -> None:
+                 task_name: str | None = None,
+                 parent: AsyncResult | GroupResult | None = None) -> None:
         if not isinstance(id, str) or not id:
             raise ValueError(f"A task id must be a non-empty string, not {id!r}")
         self.id = id
@@ -432,6 +433,8 @@ class GroupResult:
                  app: Flask | None = None) -> None:
         self.id = id
         self.results = list(results)
+        #: The result before this group in a chain, if any.
+        self.parent: AsyncResult | GroupResult | None = None
         self.jobs = jobs
         self._app = app
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import calling
-from .canvas import Signature
+from .canvas import Signature, chunks, xmap, xstarmap
 from .exceptions import MaxRetriesExceededError, Retry
 from .message import parse_rate_limit, seconds, seconds_until
 from .request import Context, ExceptionInfo
@@ -198,6 +198,19 @@ class Task:
         sig = self.signature(args, kwargs)
         sig["immutable"] = True
         return sig
+
+    def map(self, it: Iterable[Any]) -> xmap:
+        """One task calling this one for each item, in order (Celery's ``task.map``)."""
+        return xmap(self.s(), it, app=self.jobs)
+
+    def starmap(self, it: Iterable[Any]) -> xstarmap:
+        """One task calling this one with each item as its arguments (``task.starmap``)."""
+        return xstarmap(self.s(), it, app=self.jobs)
+
+    def chunks(self, it: Iterable[Any], n: int) -> chunks:
+        """The items in parts of ``n``, each part a starmap task, sent as a group
+        (``task.chunks``)."""
+        return chunks(self.s(), it, n, app=self.jobs)
 
     # -- inside a run ------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def test_every_script_documents_the_key_it_receives(script):
 def test_every_script_call_names_a_key_of_the_prefix(app, jobs_redis):
     # Given a MONITOR of the test Redis while the broker runs each of its scripts once
     from flask_jobs import chain, group
-    from flask_jobs.message import give_back_write
+    from flask_jobs.writes import give_back_write
     from tests.apps import basic
 
     broker = app.extensions["jobs"].broker

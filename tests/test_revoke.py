@@ -153,7 +153,7 @@ def test_a_quiet_healthy_subscription_is_pinged_and_kept(app, jobs_redis, monkey
 def test_claim_answered_across_a_new_subscription_checks_its_tasks(app, jobs_redis):
     # Given a consumer whose claim was sent before a (re)subscription and answered after it,
     # with one of the claimed tasks revoked before that subscription (so never heard of)
-    from flask_jobs.broker import Claimed
+    from flask_jobs.claims import Claimed
     from flask_jobs.worker.consumer import Consumer
     from flask_jobs.worker.runtime import Runtime
 

@@ -171,7 +171,7 @@ for qi = 1, nq do
       budget = budget - 1
       local rk = tkey(id)
       local f = redis.call('HMGET', rk, 'state', 'exp', 'ctype', 'body', 'name', 'rls', 'dlv', 'att',
-        'sus')
+        'sus', 'group', 'chain')
       local state = f[1]
       if not state then
         dead_letter(id, '', 'record missing (deleted before it ran)', dead_ttl)
@@ -186,6 +186,7 @@ for qi = 1, nq do
         redis.call('PEXPIRE', rk, ttl)
         redis.call('HINCRBY', P .. 'stats', 'expired', 1)
         publish(id, 'REVOKED')
+        settle(id, 'REVOKED', f[10], f[11])
         drop(id, f[5], '1')
       elseif f[9] and (claimed > 0 or held > 0 or holds_suspect()) then
         -- a suspect runs alone: back to the front; this claim ends before it

@@ -2,14 +2,19 @@
 -- enqueue.lua: write the PENDING records and queue the ids of one or many tasks, atomically.
 -- KEYS[1]: the record of the call's first task (t:<id>); every key shares its prefix (and slot).
 -- ARGV: prefix, result_ttl_ms, group ('' for none), check_all ('1' on a resend),
---   nshapes, then 8 fields per shape (what messages of a call usually share):
+--   group_size (a group sent here: its member ids go on g:<group> and its counters gc:<group>
+--     get this total; 0: the members are listed already, by chord.lua or a group of chains),
+--   nshapes, then 10 fields per shape (what messages of a call usually share):
 --     queue, prio, name, ctype, delay_ms (0 = now), expires_ms (0 = never), owner,
---     check ('1' when the caller chose the id)
+--     check ('1' when the caller chose the id), dedup key ('' none), dedup ttl ms
 --   count, then 3 fields per task: id, shape number (1-based), body
+-- A task whose shape has a dedup key is queued only if no task holds that key (dd:<key>, set
+-- for the ttl); otherwise the call returns {0, the id that holds it} instead of a count.
 -- A checked id whose record is still live (not final) is skipped, so a retried request that
 -- reuses its task_id, or a resend after a lost reply, does not queue the task twice. Random ids
--- skip that check. A checked id with a placeholder record (a chain's later task, see
--- placeholders.lua) replaces it, unless it was revoked or failed meanwhile: then it is skipped.
+-- skip that check. A checked id with a placeholder record (a chain's task, see
+-- placeholders.lua) takes it over (keeping its chain and group fields), unless it was revoked
+-- or failed meanwhile: then it is skipped.
 -- Key names mirror flask_jobs/keys.py.
 -- A task due now whose queue has an idle consumer (registered by claim.lua) is handed straight
 -- to that consumer's inbox, already claimed for it, so it starts without a claim round trip.
@@ -19,6 +24,7 @@
 -- Returns the number of tasks queued.
 if redis.replicate_commands then pcall(redis.replicate_commands) end  -- TIME + writes on 6.2
 local P, ttl, group, check_all = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1'
+local group_size = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local FINAL = {SUCCESS = true, FAILURE = true, REVOKED = true}
@@ -62,15 +68,15 @@ local function rate_limited(name)
 end
 
 local shapes = {}
-local nshapes = tonumber(ARGV[5])
+local nshapes = tonumber(ARGV[6])
 for s = 1, nshapes do
-  local b = 6 + (s - 1) * 8
+  local b = 7 + (s - 1) * 10
   shapes[s] = {queue = ARGV[b], prio = ARGV[b + 1], name = ARGV[b + 2], ctype = ARGV[b + 3],
     delay = tonumber(ARGV[b + 4]), expires = tonumber(ARGV[b + 5]), owner = ARGV[b + 6],
-    check = check_all or ARGV[b + 7] == '1',
-    list = P .. 'q:' .. ARGV[b] .. ':' .. ARGV[b + 1]}
+    check = check_all or ARGV[b + 7] == '1', dedup = ARGV[b + 8],
+    dedup_ttl = tonumber(ARGV[b + 9]), list = P .. 'q:' .. ARGV[b] .. ':' .. ARGV[b + 1]}
 end
-local base = 6 + nshapes * 8
+local base = 7 + nshapes * 10
 local n = tonumber(ARGV[base])
 
 local queued, longest = 0, 0
@@ -81,12 +87,25 @@ for k = 0, n - 1 do
   local id, sh, body = ARGV[b], shapes[tonumber(ARGV[b + 1])], ARGV[b + 2]
   local rk = P .. 't:' .. id
   local fresh = true
+  if sh.dedup ~= '' then
+    local dk = P .. 'dd:' .. sh.dedup
+    local holder = redis.call('GET', dk)
+    if holder then
+      return {0, holder}  -- (dedup keys come with one task per call)
+    end
+    redis.call('SET', dk, id, 'PX', sh.dedup_ttl)
+  end
   if sh.check then
     local cur = redis.call('HMGET', rk, 'state', 'ph')
     if cur[2] then
-      -- a placeholder written when its chain was sent (placeholders.lua): replaced, unless it
-      -- was revoked or failed before the chain got here
-      if cur[1] == 'PENDING' then redis.call('DEL', rk) else fresh = false end
+      -- a placeholder written when its chain was sent (placeholders.lua): taken over, unless
+      -- it was revoked or failed before the chain got here
+      if cur[1] == 'PENDING' then
+        redis.call('HDEL', rk, 'ph')
+        redis.call('PERSIST', rk)  -- (a queued record holds its message: no expiry)
+      else
+        fresh = false
+      end
     elseif cur[1] and not FINAL[cur[1]] then
       fresh = false
     elseif cur[1] then
@@ -144,9 +163,20 @@ if lastk then
   redis.call('LPUSH', lastk, unpack(ids))
   wake(lastq)
 end
-if #members > 0 then
-  local gk = P .. 'g:' .. group
+if #members > 0 and group_size > 0 then
+  local gk, ck = P .. 'g:' .. group, P .. 'gc:' .. group
   redis.call('RPUSH', gk, unpack(members))
-  if redis.call('PTTL', gk) < ttl + longest then redis.call('PEXPIRE', gk, ttl + longest) end
+  redis.call('HSETNX', ck, 'total', group_size)
+  redis.call('HSETNX', ck, 'upd', NOW)
+  for _, sh in ipairs(shapes) do  -- the members' owner, for the group's status URL
+    if sh.owner ~= '' and redis.call('HSETNX', ck, 'owner', sh.owner) == 0
+        and redis.call('HGET', ck, 'owner') ~= sh.owner then
+      redis.call('HSET', ck, 'owner', '\0mixed')  -- (members of several owners: nobody's)
+    end
+  end
+  if redis.call('PTTL', gk) < ttl + longest then
+    redis.call('PEXPIRE', gk, ttl + longest)
+    redis.call('PEXPIRE', ck, ttl + longest)
+  end
 end
 return queued

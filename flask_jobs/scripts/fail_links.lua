@@ -11,12 +11,13 @@ local written = 0
 for i = 6, #ARGV do
   local id = ARGV[i]
   local rk = tkey(id)
-  local cur = redis.call('HMGET', rk, 'state', 'ph')
+  local cur = redis.call('HMGET', rk, 'state', 'ph', 'group', 'chain')
   if not cur[1] or cur[2] and cur[1] == 'PENDING' then
     redis.call('HSET', rk, 'state', state, 'rtype', 'json', 'result', result, 'tb', tb,
       'reason', 'an earlier task of its chain ended in ' .. state, 'done', NOW, 'upd', NOW)
     redis.call('PEXPIRE', rk, ttl)
     publish(id, state)
+    settle(id, state, cur[3], cur[4])
     written = written + 1
   end
 end

@@ -12,6 +12,8 @@
 --   w:<worker>:idle        set      a worker's idle registrations and inboxes
 --   w:<worker>:claims      hash     what each consumer's last claim returned (claim.lua)
 --   g:<group>              list     member ids of a group
+--   gc:<id>                hash     counters of a group or a chain (and a chord's held body)
+--   dd:<key>               string   the task holding a dedup key
 --   delayed                zset     countdown, eta and retry ids by due time
 --   w:<worker>:active      hash     tasks a worker holds: id -> attempt
 --   hb:<worker>            string   heartbeat
@@ -54,15 +56,64 @@ local function push_ready(id, queue, prio, front)
   wake(queue)
 end
 
+-- Queue a chord's held body (chord.lua) now that its header is done, unless it was revoked.
+local function release(id)
+  local f = redis.call('HMGET', tkey(id), 'state', 'queue', 'prio')
+  if f[1] == 'PENDING' then push_ready(id, f[2], f[3], false) end
+end
+
+-- A task reached a final state: count it in its group (gc:<group>: done, ok / failed /
+-- revoked, the first failure) and its chain (gc:<chain>: done), and publish the change on their
+-- channels, so their one status URL moves without reading every member. The member that ends a
+-- group releases its chord's body, exactly once: the counters move in the same script that
+-- writes the final state, which runs once per task (writes are fenced by the attempt).
+-- grp, chn: the record's group and chain fields (false when none).
+local function settle(id, state, grp, chn)
+  if grp then
+    local gk = P .. 'gc:' .. grp
+    local total = tonumber(redis.call('HGET', gk, 'total') or '')
+    if total then  -- (no counters: a group of an older version, or expired)
+      local done = redis.call('HINCRBY', gk, 'done', 1)
+      if state == 'SUCCESS' then
+        redis.call('HINCRBY', gk, 'ok', 1)
+      else
+        redis.call('HINCRBY', gk, state == 'REVOKED' and 'revoked' or 'failed', 1)
+        redis.call('HSETNX', gk, 'fail', id)
+      end
+      redis.call('HSET', gk, 'upd', NOW)
+      if done >= total then
+        local body = redis.call('HGET', gk, 'body')
+        if body then
+          redis.call('HDEL', gk, 'body')
+          release(body)
+        end
+        publish(grp, redis.call('HEXISTS', gk, 'fail') == 1 and 'FAILURE' or 'SUCCESS')
+      else
+        publish(grp, 'PROGRESS')
+      end
+    end
+  end
+  if chn then
+    local ck = P .. 'gc:' .. chn
+    if redis.call('EXISTS', ck) == 1 then
+      redis.call('HINCRBY', ck, 'done', 1)
+      redis.call('HSET', ck, 'upd', NOW)
+      publish(chn, state)
+    end
+  end
+end
+
 -- Quarantine a task: FAILURE with the reason, body kept for `flask jobs dlq requeue`.
 local function dead_letter(id, name, reason, dead_ttl)
   local rk = tkey(id)
-  if redis.call('EXISTS', rk) == 1 then
+  local f = redis.call('HMGET', rk, 'state', 'group', 'chain')
+  if f[1] then
     redis.call('HSET', rk, 'state', 'FAILURE', 'rtype', 'json',
       'result', cjson.encode({exc_type = 'DeadLetteredError', exc_message = reason}),
       'reason', reason, 'done', NOW, 'upd', NOW)
     redis.call('PEXPIRE', rk, dead_ttl)
     publish(id, 'FAILURE')
+    if not FINAL[f[1]] then settle(id, 'FAILURE', f[2], f[3]) end
   end
   redis.call('LPUSH', P .. 'dlq',
     cjson.encode({id = id, name = name or '', reason = reason, at = NOW}))
@@ -93,7 +144,8 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     local tb, opt, body = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
     i = i + 9
     local rk = tkey(id)
-    local cur = redis.call('HGET', rk, 'state')
+    local f = redis.call('HMGET', rk, 'state', 'group', 'chain')
+    local cur, grp, chn = f[1], f[2], f[3]
     if redis.call('HGET', active, id) ~= att or not cur then
       -- Not stale: a STARTED/progress write that lost the race (flusher vs claim) to the final
       -- write of the same attempt (late, not a zombie's), or a write of ours applied already.
@@ -106,13 +158,19 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     elseif FINAL[cur] then
       -- revoked while it sat in this worker's prefetch buffer: drop our write, keep REVOKED
       redis.call('HDEL', active, id)
-    elseif kind == 'S' then
-      redis.call('HSET', rk, 'state', 'STARTED', 'upd', NOW, 'st', NOW)
-      publish(id, 'STARTED')
-    elseif kind == 'P' then
-      redis.call('HSET', rk, 'state', state, 'rtype', rtype, 'result', result, 'upd', NOW)
-      redis.call('HSETNX', rk, 'st', NOW)
-      publish(id, state)
+    elseif kind == 'S' or kind == 'P' then
+      if kind == 'S' then
+        redis.call('HSET', rk, 'state', 'STARTED', 'upd', NOW, 'st', NOW)
+        publish(id, 'STARTED')
+      else
+        redis.call('HSET', rk, 'state', state, 'rtype', rtype, 'result', result, 'upd', NOW)
+        redis.call('HSETNX', rk, 'st', NOW)
+        publish(id, state)
+      end
+      if chn then  -- the chain's current step, whose progress its status folds in
+        redis.call('HSET', P .. 'gc:' .. chn, 'cur', id, 'upd', NOW)
+        publish(chn, 'PROGRESS')
+      end
     elseif kind == 'F' then
       redis.call('HDEL', active, id)
       if opt == 'i' then
@@ -125,6 +183,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       end
       redis.call('PEXPIRE', rk, ttl)
       publish(id, state)
+      settle(id, state, grp, chn)
     elseif kind == 'R' then
       redis.call('HDEL', active, id)
       redis.call('HSET', rk, 'state', 'RETRY', 'rtype', rtype, 'result', result, 'tb', tb,

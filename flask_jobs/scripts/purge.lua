@@ -13,12 +13,14 @@ redis.call('LTRIM', lk, #ids, -1)
 local discarded = 0
 for _, id in ipairs(ids) do
   local rk = tkey(id)
-  local state = redis.call('HGET', rk, 'state')
+  local f = redis.call('HMGET', rk, 'state', 'group', 'chain')
+  local state = f[1]
   if state and not FINAL[state] then
     redis.call('HSET', rk, 'state', 'REVOKED', 'reason', 'purged', 'done', NOW, 'upd', NOW)
     redis.call('HDEL', rk, 'body')
     redis.call('PEXPIRE', rk, ttl)
     publish(id, 'REVOKED')
+    settle(id, 'REVOKED', f[2], f[3])
     discarded = discarded + 1
   end
 end

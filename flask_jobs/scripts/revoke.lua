@@ -4,7 +4,8 @@
 -- ARGV: prefix, id, result_ttl_ms, reason. Returns the state after the call, or false if unknown.
 local id, ttl, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local rk = KEYS[1]
-local state = redis.call('HGET', rk, 'state')
+local f = redis.call('HMGET', rk, 'state', 'group', 'chain')
+local state = f[1]
 if not state then return false end
 if FINAL[state] then return state end
 if state == 'PENDING' or state == 'RETRY' then
@@ -13,6 +14,7 @@ if state == 'PENDING' or state == 'RETRY' then
   redis.call('HDEL', rk, 'body')
   redis.call('PEXPIRE', rk, ttl)
   publish(id, 'REVOKED')
+  settle(id, 'REVOKED', f[2], f[3])
   return 'REVOKED'
 end
 redis.call('HSET', rk, 'revoked', reason)

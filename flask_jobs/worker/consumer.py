@@ -21,13 +21,22 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import signals, states
-from ..broker import Claimed, parse_handed
+from ..claims import Claimed, parse_handed
 from ..connection import data, text
-from ..exceptions import ContentDisallowed, DecodeError, EncodeError, TaskRevokedError, describe
+from ..exceptions import (
+    ChordError,
+    ContentDisallowed,
+    DecodeError,
+    EncodeError,
+    TaskRevokedError,
+    describe,
+)
 from ..execution import Outcome, execute
-from ..message import OPTIONAL_FIELDS, dead_letter_write, give_back_write
+from ..message import OPTIONAL_FIELDS
 from ..request import Context, TaskLike
+from ..writes import dead_letter_write, give_back_write
 from . import links
+from .chords import header_results
 from .runtime import Runtime
 from .writer import Reporter
 
@@ -184,7 +193,10 @@ class Consumer:
         decoded = self._decode(claimed, reporter)
         if decoded is None:
             return
-        task, request = decoded
+        task, request, chord_error = decoded
+        if chord_error is not None:  # a chord's body whose header failed: it does not run
+            self._fail_unrun(claimed, task, request, reporter, chord_error)
+            return
         if signals.task_received.receivers:  # checked here: the kwargs cost even if unsent
             signals.send(signals.task_received, task, request=request)
         if rt.gate is None:
@@ -193,9 +205,11 @@ class Consumer:
             with rt.gate.enter(claimed.suspect):
                 self._run(claimed, task, request, reporter)
 
-    def _decode(self, claimed: Claimed, reporter: Reporter) -> tuple[TaskLike, Context] | None:
-        """The task and request of a claimed message; None (and the message dead-lettered) if
-        it cannot run here."""
+    def _decode(self, claimed: Claimed, reporter: Reporter
+                ) -> tuple[TaskLike, Context, ChordError | None] | None:
+        """The task and request of a claimed message (and, for a chord's body whose header
+        failed, the error it fails with instead of running); None (and the message
+        dead-lettered) if it cannot run here."""
         rt = self.rt
         try:
             body = rt.state.codecs.loads(claimed.body, claimed.ctype)
@@ -223,11 +237,31 @@ class Consumer:
             "soft_time_limit": None, "link": None, "link_error": None, "ignore_result": None,
             "called_directly": False, "reporter": reporter,
         }
+        chord_error = None
         if len(body) > 3:
             for key in OPTIONAL_FIELDS:
                 if key in body and (key != "headers" or body[key]):
                     fields[key] = body[key]
-        return task, Context.from_dict(fields)
+            chord = body.get("chord")
+            if isinstance(chord, dict):
+                try:
+                    results = header_results(rt.state, self.client, str(chord.get("header")))
+                except ChordError as exc:
+                    chord_error = exc
+                else:
+                    if chord.get("results", True):
+                        fields["args"] = [results, *args]
+        return task, Context.from_dict(fields), chord_error
+
+    def _fail_unrun(self, claimed: Claimed, task: TaskLike, request: Context,
+                    reporter: Reporter, error: BaseException) -> None:
+        """Record a task that fails without running (a chord's body whose header failed) and
+        run its ``link_error`` callbacks, as after a failure."""
+        outcome = Outcome(states.FAILURE, describe(error), error, f"{type(error).__name__}: "
+                          f"{error}\n")
+        self.rt.writer.finished(reporter, outcome)
+        if request.link or request.link_error:
+            links.follow(self.rt, self.client, request, outcome)
 
     def _run(self, claimed: Claimed, task: TaskLike, request: Context,
              reporter: Reporter) -> None:

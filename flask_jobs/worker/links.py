@@ -58,7 +58,8 @@ def send_callbacks(rt: Runtime, client: redis.Redis, sigs: list[dict[str, Any]],
                 s = signature(sig, app=rt.jobs)
                 sent = (s if s.get("immutable") else s.clone(args=args)).apply_async()
                 following = s.options.get("link")
-                if following and s.options.get("task_id") and sent.state == states.REVOKED:
+                if following and s.options.get("task_id") and \
+                        getattr(sent, "state", None) == states.REVOKED:
                     # A chain's task revoked before the chain got to it was not sent (see
                     # placeholders.lua): the tasks after it never will be either.
                     fail_chain(rt, client, following if isinstance(following, list) else

@@ -41,7 +41,7 @@ class Worker(WorkerOptions):
 
     def banner(self) -> str:
         """The start-up banner, like Celery's: app, broker, pool, queues and tasks."""
-        tasks = "\n".join(f"  . {name}" for name in sorted(self.state.jobs.tasks)) or "  (none)"
+        tasks = "\n".join(f"  . {name}" for name in self.task_names()) or "  (none)"
         return (
             f"-------------- {self.hostname} flask-jobs v{__version__}\n"
             f".> app:         {self.app.import_name}\n"

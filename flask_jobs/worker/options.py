@@ -17,6 +17,9 @@ from .pools import Pool, make_pool
 
 log = logging.getLogger("flask_jobs.worker")
 
+#: The prefix of the built-in tasks' names (see :mod:`flask_jobs.builtin_tasks`).
+BUILTIN = "flask_jobs."
+
 
 class WorkerOptions:
     """Everything a worker runs with, defaults filled in from the app's settings.
@@ -58,7 +61,7 @@ class WorkerOptions:
         self.info: dict[str, Any] = {
             "hostname": self.hostname, "pid": os.getpid(), "pool": pool,
             "concurrency": self.concurrency, "queues": self.queues, "prefetch": self.prefetch,
-            "started": time.time(), "tasks": sorted(self.state.jobs.tasks),
+            "started": time.time(), "tasks": self.task_names(),
         }
 
     # -- what every worker announces ----------------------------------------------------------
@@ -71,3 +74,8 @@ class WorkerOptions:
     def announce_shutdown(self) -> None:
         """Send :data:`~flask_jobs.signals.worker_shutdown` (before the last writes)."""
         signals.send(signals.worker_shutdown, self, hostname=self.hostname)
+
+    def task_names(self) -> list[str]:
+        """The names of the app's tasks, sorted, without the built-ins (``flask_jobs.*``), as
+        Celery leaves out its ``celery.*`` ones."""
+        return sorted(name for name in self.state.jobs.tasks if not name.startswith(BUILTIN))

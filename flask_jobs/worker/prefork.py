@@ -21,7 +21,7 @@ from .. import states
 from ..connection import text
 from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError, describe
 from ..execution import Outcome, Terminated
-from ..message import give_back_write
+from ..writes import give_back_write
 from .consumer import Wakeup
 from .control import ControlChannel, ControlListener
 from .heartbeat import Heartbeat

@@ -18,10 +18,10 @@ import redis
 from flask import Flask
 
 from .. import states
-from ..broker import Claimed
+from ..claims import Claimed
 from ..execution import Limits
-from ..message import give_back_write
 from ..state import AppState
+from ..writes import give_back_write
 from .gate import Gate
 from .writer import Writer
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from .. import signals, states
 from ..execution import Outcome
-from ..message import Write, final_write, progress_write, retry_write, started_write
 from ..request import progress_meta
 from ..state import AppState
+from ..writes import Write, final_write, progress_write, retry_write, started_write
 
 #: Outcomes older than this are flushed by the flusher thread if no claim has carried them. A
 #: consumer draining short tasks claims again (carrying them) sooner than this, so the flusher
