@@ -129,7 +129,7 @@ def job(job_id: str) -> Any:
     result = jobs.AsyncResult(job_id)
     if result.exists():
         title, cancel = TITLES.get(result.name or "", "Job"), result.name == rebuild_index.name
-    elif len(jobs.GroupResult(job_id)):
+    elif jobs.GroupResult.restore(job_id) is not None:
         title, cancel = "Quarterly report", False
     else:
         abort(404)

@@ -43,6 +43,19 @@ class TaskError(JobsError):
     """Base for errors about a task's run."""
 
 
+class Ignore(JobsError):
+    """Raised in a task: end the run without recording a state (Celery's name). The record
+    keeps its last state and expires like a result.
+
+    :meth:`Task.replace <flask_jobs.Task.replace>` raises it with ``replaced_by``: the id of
+    the task whose outcome becomes this one's.
+    """
+
+    def __init__(self, reason: str = "", replaced_by: str | None = None) -> None:
+        super().__init__(reason)
+        self.replaced_by = replaced_by
+
+
 class SoftTimeLimitExceeded(TaskError):
     """Raised inside a task when its ``soft_time_limit`` has passed, so it can clean up."""
 
@@ -70,6 +83,10 @@ class DeadLetteredError(TaskError):
 class ChordError(TaskError):
     """A chord's header task failed or was revoked, so its body did not run (Celery's name):
     ``Dependency <id> raised <the error>``."""
+
+
+class IncompleteStream(TaskError):
+    """A result's callbacks were collected before all of them were ready (Celery's name)."""
 
 
 class NotRegistered(JobsError, KeyError):  # noqa: N818 - Celery's name

@@ -17,7 +17,7 @@ from . import result as results
 from .builtin_tasks import register_builtins
 from .config import settings_for
 from .control import Control
-from .result import AsyncResult, GroupResult
+from .result import AsyncResult, BoundGroupResult
 from .state import AppState, Registry
 from .task import Task
 from .web.blueprint import make_blueprint
@@ -144,9 +144,12 @@ class Jobs(Registry):
         :meth:`~flask_jobs.control.Control.purge` queues."""
         return Control(self)
 
-    def GroupResult(self, group_id: str) -> GroupResult:  # noqa: N802 - Celery's name
-        """Restore the :class:`GroupResult` of a group applied earlier (from its id)."""
-        return GroupResult.restore(group_id, jobs=self)
+    @property
+    def GroupResult(self) -> BoundGroupResult:  # noqa: N802 - Celery's name
+        """Celery's ``app.GroupResult``: ``jobs.GroupResult.restore(group_id)`` (or
+        ``jobs.GroupResult(group_id)``) is the :class:`GroupResult` of a group sent earlier,
+        None if it is not known; ``jobs.GroupResult(id, results)`` builds one."""
+        return BoundGroupResult(self)
 
     def accepted(self, result: results.AsyncResult | results.GroupResult) -> Response:
         """Return the ``202 Accepted`` response for a started task or group.

@@ -243,7 +243,8 @@ def build_message(
     else:
         raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
     if not validated and task is not None:
-        task.check_arguments(args, kwargs)
+        # (a chord's body gets the header's results in front of its arguments)
+        task.check_arguments([[], *args] if chord and chord.get("results") else args, kwargs)
     chosen_id = bool(task_id)
     if not task_id:
         task_id = new_task_id()

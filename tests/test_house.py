@@ -17,8 +17,6 @@ LONGER = {
     # One Hub class: a subscription shared by every stream, its lock, its listener thread and
     # the resynchronisation after a lost connection belong together.
     "sse_hub.py": 520,
-    # The three results of Celery's API; AsyncResult.get's pub/sub wait is most of it.
-    "result.py": 520,
 }
 
 

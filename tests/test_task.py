@@ -11,10 +11,10 @@ from flask_jobs import Jobs, Task
 from flask_jobs.exceptions import EncodeError, MaxRetriesExceededError, Retry
 from flask_jobs.task import Context
 from tests.apps import basic
+from tests.apps.basic import CustomError
 
 #: The tasks every Jobs registers for the canvas (as Celery's app has celery.*).
 BUILTINS = {"flask_jobs.map", "flask_jobs.starmap", "flask_jobs.identity"}
-from tests.apps.basic import CustomError
 
 
 def stored_keys(client) -> list[bytes]:

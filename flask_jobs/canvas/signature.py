@@ -76,7 +76,7 @@ class Signature(dict[str, Any]):
                  app: Registry | None = None, **ex: Any) -> None:
         if isinstance(task, Mapping):
             super().__init__(task)  # a signature's plain data
-            self.setdefault("args", ())
+            self["args"] = tuple(self.get("args") or ())  # (a list, after JSON)
             self.setdefault("kwargs", {})
             self.setdefault("options", {})
             self.setdefault("subtask_type", None)

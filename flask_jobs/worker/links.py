@@ -8,6 +8,7 @@ the tasks after it will never be sent; their ids get the same outcome (as Celery
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import traceback
@@ -20,6 +21,7 @@ from ..canvas import chain_ids, signature
 from ..exceptions import TaskRevokedError, describe
 from ..execution import Outcome
 from ..request import Context
+from ..result import AsyncResult, rebuild_exception
 from .runtime import Runtime
 
 log = logging.getLogger("flask_jobs.worker")
@@ -28,11 +30,56 @@ log = logging.getLogger("flask_jobs.worker")
 def follow(rt: Runtime, client: redis.Redis, request: Context, outcome: Outcome) -> None:
     """Act on a finished task's ``link``/``link_error`` for its outcome."""
     if outcome.state == states.SUCCESS and request.link:
-        send_callbacks(rt, client, request.link, (outcome.retval,))
+        sent = send_callbacks(rt, client, request.link, (outcome.retval,))
+        if sent and request.id:
+            record_children(rt, client, request.id, sent)
     elif outcome.state == states.FAILURE and request.link_error:
-        send_callbacks(rt, client, request.link_error, (request.id,))
+        run_errbacks(rt, client, request, outcome)
     if outcome.state in (states.FAILURE, states.REVOKED) and request.link:
         fail_chain(rt, client, request.link, outcome)
+
+
+def takes_request(task: Any) -> bool:
+    """Whether ``task`` is an errback of Celery's first style, ``(request, exc, traceback)``:
+    a task that is not bound and takes more than one positional argument."""
+    if getattr(task, "bind", False):
+        return False
+    try:
+        spec = inspect.getfullargspec(task.run)
+    except TypeError:
+        return False
+    return bool(spec.varargs) or len(spec.args) > 1
+
+
+def run_errbacks(rt: Runtime, client: redis.Redis, request: Context, outcome: Outcome) -> None:
+    """Celery's two errback styles: one registered here that takes ``(request, exc,
+    traceback)`` is called in this worker with them; any other is sent as a task with the
+    failed task's id."""
+    queued = []
+    with rt.app.app_context():
+        for sig in request.link_error or ():
+            task = rt.jobs.tasks.get(str(sig.get("task")))
+            if task is None or sig.get("subtask_type") or not takes_request(task):
+                queued.append(sig)
+                continue
+            exc = outcome.exception or rebuild_exception(outcome.value)
+            try:
+                signature(sig, app=rt.jobs)(request, exc, outcome.traceback)
+            except Exception:
+                log.exception("Errback %s of task %s raised", sig.get("task"), request.id)
+    if queued:
+        send_callbacks(rt, client, queued, (request.id,))
+
+
+def record_children(rt: Runtime, client: redis.Redis, task_id: str, sent: list[Any]) -> None:
+    """Keep the ids of the callbacks a task sent in its record (``AsyncResult.children``).
+    A chain's next step is not recorded: its result links back with ``parent`` already."""
+    ids = [r.id for r in sent]
+    if ids:
+        try:
+            client.hset(rt.state.keys.task(task_id), "children", json.dumps(ids))
+        except Exception:
+            log.exception("Could not record the callbacks of task %s", task_id)
 
 
 def fail_chain(rt: Runtime, client: redis.Redis, sigs: list[dict[str, Any]],
@@ -50,13 +97,17 @@ def fail_chain(rt: Runtime, client: redis.Redis, sigs: list[dict[str, Any]],
 
 
 def send_callbacks(rt: Runtime, client: redis.Redis, sigs: list[dict[str, Any]],
-                   args: tuple[Any, ...]) -> None:
-    """Send each signature of ``sigs`` with ``args`` in front of its own (unless immutable)."""
+                   args: tuple[Any, ...]) -> list[Any]:
+    """Send each signature of ``sigs`` with ``args`` in front of its own (unless immutable);
+    returns the results of those that are not a chain's next step."""
+    children = []
     with rt.app.app_context():
         for sig in sigs:
             try:
                 s = signature(sig, app=rt.jobs)
                 sent = (s if s.get("immutable") else s.clone(args=args)).apply_async()
+                if not s.options.get("task_id") and isinstance(sent, AsyncResult):
+                    children.append(sent)
                 following = s.options.get("link")
                 if following and s.options.get("task_id") and \
                         getattr(sent, "state", None) == states.REVOKED:
@@ -71,3 +122,4 @@ def send_callbacks(rt: Runtime, client: redis.Redis, sigs: list[dict[str, Any]],
                 # have run, instead of leaving the chain's result waiting for ever.
                 fail_chain(rt, client, [sig], Outcome(states.FAILURE, describe(exc), exc,
                                                       "".join(traceback.format_exception(exc))))
+    return children
