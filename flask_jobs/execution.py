@@ -15,7 +15,14 @@ from typing import Any, cast
 from flask import Flask
 
 from . import signals, states
-from .exceptions import EncodeError, Retry, TaskRevokedError, TimeLimitExceeded, describe
+from .exceptions import (
+    EncodeError,
+    Ignore,
+    Retry,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    describe,
+)
 from .message import RETRY_FIELDS
 from .request import Context, ExceptionInfo, TaskLike
 
@@ -111,6 +118,8 @@ def execute(task: TaskLike, request: Context, app: Flask, limits: Limits | None 
                         disarm()
             except Retry as retry:
                 outcome = _retry_outcome(task, request, retry)
+            except Ignore as ignore:
+                outcome = Outcome(states.IGNORED, ignore.replaced_by)
             except Terminated:
                 outcome = Outcome(states.REVOKED, describe(TaskRevokedError("terminated")))
             except HardTimeLimit:

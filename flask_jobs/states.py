@@ -17,6 +17,10 @@ FAILURE = "FAILURE"
 #: Cancelled, or discarded because it expired.
 REVOKED = "REVOKED"
 
+#: A run that raised :class:`~flask_jobs.exceptions.Ignore` (or replaced itself): an outcome
+#: the worker writes no state for, never a task's stored state.
+IGNORED = "IGNORED"
+
 #: States after which nothing changes.
 READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
 #: States in which the task is not finished.

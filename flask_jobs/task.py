@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import calling
-from .canvas import Signature, chunks, xmap, xstarmap
-from .exceptions import MaxRetriesExceededError, Retry
+from .canvas import Signature, chunks, maybe_signature, xmap, xstarmap
+from .canvas.replace import send_replacement
+from .exceptions import Ignore, MaxRetriesExceededError, Retry
 from .message import parse_rate_limit, seconds, seconds_until
 from .request import Context, ExceptionInfo
 from .result import AsyncResult, EagerResult
@@ -183,9 +184,10 @@ class Task:
         return AsyncResult(task_id, jobs=self.jobs, task_name=self.name)
 
     def signature(self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                  **options: Any) -> Signature:
-        """A :class:`~flask_jobs.canvas.Signature` of this task with these arguments."""
-        return Signature(self.name, args, kwargs, options, app=self.jobs)
+                  immutable: bool = False, **options: Any) -> Signature:
+        """A :class:`~flask_jobs.canvas.Signature` of this task with these arguments and
+        options (``immutable=True``: it ignores partial arguments, as :meth:`si`)."""
+        return Signature(self.name, args, kwargs, options, immutable=immutable, app=self.jobs)
 
     subtask = signature
 
@@ -245,6 +247,22 @@ class Task:
         if throw:
             raise retry
         return retry
+
+    def replace(self, sig: Any) -> Any:
+        """Replace the running task with ``sig`` (a signature, a chain, a group or a chord),
+        as Celery's ``Task.replace``: the task ends here, and its id gets the replacement's
+        state and result (a group's: the list of its results), so whoever waits on it, its
+        group, chord or chain, sees the replacement's outcome. Its callbacks go with it.
+
+        Raises :class:`~flask_jobs.exceptions.Ignore` to end the run (``return
+        self.replace(...)`` reads well); run eagerly, it runs ``sig`` here and returns its
+        value.
+        """
+        request = self.request
+        if request.is_eager or request.called_directly:
+            return maybe_signature(sig, self.jobs).apply().get()
+        replaced_by = send_replacement(request, sig, self.jobs)
+        raise Ignore("Replaced by new task", replaced_by=replaced_by)
 
     def update_state(self, task_id: str | None = None, state: str | None = None,
                      meta: Any = None, **kwargs: Any) -> None:

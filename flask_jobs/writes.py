@@ -12,7 +12,8 @@ from .states import PROGRESS, STARTED
 
 #: One write of a worker (see ``apply_writes`` in ``scripts/lib.lua``): kind, task id, attempt,
 #: state, result type, result, traceback, option, body. Kinds: ``S`` started, ``P`` progress or
-#: a custom state, ``F`` final state, ``R`` retry, ``L`` give back unstarted, ``D`` dead letter.
+#: a custom state, ``F`` final state, ``R`` retry, ``L`` give back unstarted, ``D`` dead letter,
+#: ``X`` ignored (or replaced).
 Write = tuple[str, str, int, str, str, bytes | str, str, str | int, bytes | str]
 
 
@@ -53,3 +54,9 @@ def give_back_write(task_id: str, attempt: int) -> Write:
 def dead_letter_write(task_id: str, attempt: int, name: str, reason: str) -> Write:
     """Quarantine a task that cannot run here (undecodable, unknown name) with the reason."""
     return ("D", task_id, attempt, "", "", reason, "", name, "")
+
+
+def ignored_write(task_id: str, attempt: int, replaced_by: str = "") -> Write:
+    """The run raised Ignore: release the task without a state; with ``replaced_by``, that
+    task's outcome becomes this one's when it has one (``Task.replace``)."""
+    return ("X", task_id, attempt, "", "", "", "", replaced_by, "")

@@ -67,8 +67,10 @@ end
 -- channels, so their one status URL moves without reading every member. The member that ends a
 -- group releases its chord's body, exactly once: the counters move in the same script that
 -- writes the final state, which runs once per task (writes are fenced by the attempt).
--- grp, chn: the record's group and chain fields (false when none).
-local function settle(id, state, grp, chn)
+-- grp, chn: the record's group and chain fields (false when none); fwd: its fwd field (nil:
+-- read it here), the task it finishes for (see forward()).
+local forward
+local function settle(id, state, grp, chn, fwd)
   if grp then
     local gk = P .. 'gc:' .. grp
     local total = tonumber(redis.call('HGET', gk, 'total') or '')
@@ -101,6 +103,32 @@ local function settle(id, state, grp, chn)
       publish(chn, state)
     end
   end
+  if fwd == nil then fwd = redis.call('HGET', tkey(id), 'fwd') end
+  if fwd then forward(id, fwd) end
+end
+
+-- Task dst replaced itself (Task.replace) with work whose result is task src: once src is
+-- final, its state and result become dst's, and dst counts in its own group and chain (and
+-- forwards in turn if it replaced another). Until then src keeps dst in its fwd field, and
+-- settle() calls this again when src is final.
+forward = function(src, dst)
+  local sk, dk = tkey(src), tkey(dst)
+  local f = redis.call('HMGET', sk, 'state', 'rtype', 'result', 'tb')
+  if not (f[1] and FINAL[f[1]]) then
+    if f[1] then redis.call('HSET', sk, 'fwd', dst) end
+    return
+  end
+  local d = redis.call('HMGET', dk, 'state', 'group', 'chain')
+  if not d[1] or FINAL[d[1]] then return end
+  redis.call('HDEL', dk, 'body', 'rtype', 'result', 'tb')
+  redis.call('HSET', dk, 'state', f[1], 'done', NOW, 'upd', NOW)
+  if f[2] then redis.call('HSET', dk, 'rtype', f[2]) end
+  if f[3] then redis.call('HSET', dk, 'result', f[3]) end
+  if f[4] then redis.call('HSET', dk, 'tb', f[4]) end
+  local pttl = redis.call('PTTL', sk)
+  if pttl > 0 then redis.call('PEXPIRE', dk, pttl) end
+  publish(dst, f[1])
+  settle(dst, f[1], d[2], d[3])
 end
 
 -- Quarantine a task: FAILURE with the reason, body kept for `flask jobs dlq requeue`.
@@ -125,7 +153,8 @@ end
 --   kind, id, attempt, state, rtype, result, traceback, opt, body
 -- kind S = started, P = progress/custom state, F = final state (opt 'i' = ignore result),
 -- R = retry (opt = countdown ms, body = new message), L = give back unstarted (shutdown),
--- D = dead-letter (result = reason, opt = task name).
+-- D = dead-letter (result = reason, opt = task name), X = ignored (raised Ignore: the record
+-- keeps its state; opt = the task it replaced itself with, whose outcome becomes its own).
 -- A write is applied only while the task is still in this worker's active hash with the same
 -- attempt (the fencing token) and not final: a zombie cannot overwrite a newer attempt.
 -- Refused writes are counted as stale, except ours sent twice: a batch re-sent after its reply
@@ -144,7 +173,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     local tb, opt, body = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
     i = i + 9
     local rk = tkey(id)
-    local f = redis.call('HMGET', rk, 'state', 'group', 'chain')
+    local f = redis.call('HMGET', rk, 'state', 'group', 'chain', 'fwd')
     local cur, grp, chn = f[1], f[2], f[3]
     if redis.call('HGET', active, id) ~= att or not cur then
       -- Not stale: a STARTED/progress write that lost the race (flusher vs claim) to the final
@@ -152,7 +181,8 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       local rec = cur and redis.call('HMGET', rk, 'att', 'worker')
       local ours = rec and rec[1] == att and (rec[2] == worker or kind == 'S' or kind == 'P')
       if not (ours and (FINAL[cur] and kind ~= 'R' and kind ~= 'L'
-                        or kind == 'R' and cur == 'RETRY' or kind == 'L' and not FINAL[cur])) then
+                        or kind == 'R' and cur == 'RETRY' or kind == 'L' and not FINAL[cur]
+                        or kind == 'X')) then
         stale = stale + 1
       end
     elseif FINAL[cur] then
@@ -183,7 +213,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       end
       redis.call('PEXPIRE', rk, ttl)
       publish(id, state)
-      settle(id, state, grp, chn)
+      settle(id, state, grp, chn, f[4])
     elseif kind == 'R' then
       redis.call('HDEL', active, id)
       redis.call('HSET', rk, 'state', 'RETRY', 'rtype', rtype, 'result', result, 'tb', tb,
@@ -205,6 +235,14 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     elseif kind == 'D' then
       redis.call('HDEL', active, id)
       dead_letter(id, opt, result, dead_ttl)
+    elseif kind == 'X' then
+      redis.call('HDEL', active, id)
+      redis.call('HDEL', rk, 'sus', 'body')
+      if opt ~= '' then
+        forward(opt, id)
+      else
+        redis.call('PEXPIRE', rk, ttl)
+      end
     end
   end
   if stale > 0 then redis.call('HINCRBY', P .. 'stats', 'stale_writes', stale) end

@@ -17,7 +17,14 @@ from .. import signals, states
 from ..execution import Outcome
 from ..request import progress_meta
 from ..state import AppState
-from ..writes import Write, final_write, progress_write, retry_write, started_write
+from ..writes import (
+    Write,
+    final_write,
+    ignored_write,
+    progress_write,
+    retry_write,
+    started_write,
+)
 
 #: Outcomes older than this are flushed by the flusher thread if no claim has carried them. A
 #: consumer draining short tasks claims again (carrying them) sooner than this, so the flusher
@@ -138,6 +145,8 @@ class Writer:
             elif not isinstance(value, bytes):
                 value = self._dumps(value, self._rtype)
             return final_write(task_id, attempt, states.SUCCESS, self._rtype, value)
+        if outcome.state == states.IGNORED:
+            return ignored_write(task_id, attempt, str(outcome.value or ""))
         desc = json.dumps(outcome.value, default=str)
         if outcome.state == states.RETRY:
             return retry_write(task_id, attempt, desc, outcome.traceback,
