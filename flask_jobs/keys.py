@@ -16,7 +16,10 @@ key                            type     what it holds, and when it goes away
                                         chain's task: no message, expires like a result;
                                         taken over when the task is sent), ``group`` (the group
                                         it counts in), ``chain`` (the chain it is a step of),
-                                        ``hdr`` (a chord body's header group). Written at
+                                        ``hdr`` (a chord body's header group), ``fwd`` (the task
+                                        that replaced itself with this one: this one's outcome
+                                        becomes its own), ``children`` (JSON ids of the callbacks
+                                        it sent). Written at
                                         enqueue with no expiry (it holds the message while the task
                                         waits); expires :data:`JOBS_RESULT_EXPIRES` after its final
                                         state.
@@ -44,9 +47,10 @@ key                            type     what it holds, and when it goes away
 ``P g:<group>``                 list     Member task ids of a group, in order; expires with the records.
 ``P gc:<id>``                  hash     Counters of a group (``total``, ``done``, ``ok``, ``failed``,
                                         ``revoked``, ``fail``: the first to fail, ``owner``,
-                                        ``upd``; a chord's held ``body`` until its header is
-                                        done) or of a chain (``total`` steps, ``done``, ``cur``:
-                                        the step running). Moved by the scripts that write final
+                                        ``upd``, ``at``: created, a chord's held ``body`` until its
+                                        header is done) or of a chain (``total`` steps, ``done``,
+                                        ``cur``: the step running, ``upd``, ``at``, ``owner``).
+                                        Moved by the scripts that write final
                                         states, so a workflow's status is one read. Expires with
                                         the records.
 ``P dd:<key>``                 string   The task holding a dedup key (``apply_async(dedup_key=)``):

@@ -232,7 +232,29 @@ def test_group_reads_members_in_one_round_trip(app: Flask, client: Any,
 
     monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
     assert status(client, g.id)["total"] == 50
-    assert calls == [3, 50]  # (record, members, time), then every member's state
+    # (record, counters, the first 101 members, time), then every member's state
+    assert calls == [4, 50]
+
+
+def test_a_large_group_is_read_from_its_counters(app: Flask, client: Any, jobs_worker: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    g = group(basic.add.s(i, i) for i in range(1000)).apply_async()
+    assert g.get(timeout=30)[-1] == 1998
+    import redis
+
+    calls = []
+    real = redis.client.Pipeline.execute
+
+    def counting(self: Any, *a: Any, **k: Any) -> Any:
+        calls.append(len(self.command_stack))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    body = status(client, g.id)
+    assert calls == [4]  # one round trip, whatever the size
+    assert (body["state"], body["current"], body["total"], body["completed"]) == (
+        "SUCCESS", 1000, 1000, 1000)
+    assert body["percent"] == 100.0 and "children" not in body
 
 
 def test_group_revoke(client: Any) -> None:

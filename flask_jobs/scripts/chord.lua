@@ -21,7 +21,7 @@ local gk, ck = P .. 'g:' .. group, KEYS[1]
 for k = 1, #members, 1000 do  -- (in chunks: unpack has a limit)
   redis.call('RPUSH', gk, unpack(members, k, math.min(k + 999, #members)))
 end
-redis.call('HSET', ck, 'total', #members, 'done', 0, 'upd', NOW)
+redis.call('HSET', ck, 'total', #members, 'done', 0, 'upd', NOW, 'at', NOW)
 if owner ~= '' then redis.call('HSET', ck, 'owner', owner) end
 if #members > 0 then redis.call('PEXPIRE', gk, ttl) end
 redis.call('PEXPIRE', ck, ttl)

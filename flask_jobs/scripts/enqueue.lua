@@ -168,6 +168,7 @@ if #members > 0 and group_size > 0 then
   redis.call('RPUSH', gk, unpack(members))
   redis.call('HSETNX', ck, 'total', group_size)
   redis.call('HSETNX', ck, 'upd', NOW)
+  redis.call('HSETNX', ck, 'at', NOW)
   for _, sh in ipairs(shapes) do  -- the members' owner, for the group's status URL
     if sh.owner ~= '' and redis.call('HSETNX', ck, 'owner', sh.owner) == 0
         and redis.call('HGET', ck, 'owner') ~= sh.owner then

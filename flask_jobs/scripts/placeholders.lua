@@ -24,7 +24,7 @@ for i = 5, #ARGV, 3 do
 end
 if chain ~= '' then
   local ck = P .. 'gc:' .. chain
-  redis.call('HSET', ck, 'total', (#ARGV - 4) / 3, 'done', 0, 'upd', NOW)
+  redis.call('HSET', ck, 'total', (#ARGV - 4) / 3, 'done', 0, 'upd', NOW, 'at', NOW)
   if owner ~= '' then redis.call('HSET', ck, 'owner', owner) end
   redis.call('PEXPIRE', ck, ttl)
 end

@@ -14,9 +14,10 @@ from typing import Any
 from flask import Flask, current_app
 
 from .. import states
-from ..result import _FIELDS, AsyncResult, GroupResult, Record
+from ..connection import data, text
+from ..result import FIELDS, AsyncResult, GroupResult, Record
 from ..state import AppState, Registry
-from .status import group_body, status_body
+from .status import Counters, counters_body, group_body, status_body, workflow_body
 
 # The logger of the single module the web layer used to be, so logging configured for it still
 # applies.
@@ -54,6 +55,8 @@ class Found:
     owners: frozenset[str] = field(default_factory=frozenset)
     #: The pub/sub channels announcing a change: the task's, or every member's.
     channels: list[str] = field(default_factory=list)
+    #: For a chain's last step or a chord's body: ``("chain" or "chord", the workflow's id)``.
+    workflow: tuple[str, str] | None = None
 
     @property
     def final(self) -> bool:
@@ -66,7 +69,7 @@ class Found:
         return str(self.body.get("_upd") or 0)
 
 
-def _int(value: bytes | None) -> int | None:
+def _int(value: bytes | str | None) -> int | None:
     """A stored integer (a time in ms), None if the field is missing or empty."""
     return int(value) if value else None
 
@@ -100,8 +103,20 @@ def _task_found(st: AppState, jobs: Registry, task_id: str, record: Record,
                  _owners([record.owner]), [st.keys.events(task_id)])
 
 
+#: A group's status lists its members' states (``children``) up to this many members; a larger
+#: one answers from its counters alone.
+CHILDREN_LIMIT = 100
+#: The counters a workflow's status reads (``gc:<id>``).
+_COUNTERS = ("total", "done", "ok", "failed", "revoked", "fail", "at", "upd", "owner", "cur")
+
+
 def lookup(jobs: Registry, ident: str) -> Found | None:
-    """Read the status of a task or group id: one round trip for a task, two for a group.
+    """Read the status of a task, group, chain or chord id: one or two round trips, however
+    many members a workflow has.
+
+    A group answers from its counters; a chain's result (its last step) folds in the chain's
+    counters and the running step's progress; a chord's result (its body) folds in its
+    header's counters.
 
     Runs in the app context of the app whose Redis holds the id.
 
@@ -111,20 +126,123 @@ def lookup(jobs: Registry, ident: str) -> Found | None:
     :raises redis.ConnectionError: Redis is unreachable (the views answer 503).
     """
     st: AppState = current_app.extensions["jobs"]
+    keys = st.keys
     pipe = st.client.pipeline(transaction=False)
-    pipe.hmget(st.keys.task(ident), _FIELDS)
-    pipe.lrange(st.keys.group(ident), 0, -1)
+    pipe.hmget(keys.task(ident), *FIELDS, "hdr", "chain")
+    pipe.hmget(keys.counters(ident), _COUNTERS)
+    pipe.lrange(keys.group(ident), 0, CHILDREN_LIMIT)  # (a group's first members, at most)
     pipe.time()
-    values, member_ids, now = pipe.execute()
+    values, counters, first_ids, now = pipe.execute()
+    hdr, chain = values[-2:]
     # Redis's clock, the one that stamped ``st`` and ``upd``: a web host with a skewed clock
     # still gets the ETA right.
     now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-    record = Record(values)
+    record = Record(values[:-2])
     if record.exists:
-        return _task_found(st, jobs, ident, record, now_ms)
+        found = _task_found(st, jobs, ident, record, now_ms)
+        if not found.final and (chain or hdr):
+            return _workflow_found(st, found, text(chain or hdr), bool(chain), now_ms)
+        return found
+    if counters[0] is not None:
+        return _group_found(st, jobs, ident, dict(zip(_COUNTERS, counters, strict=True)),
+                            [text(m) for m in first_ids], now_ms)
+    return _listed_group_found(st, jobs, ident, now_ms) if first_ids else None
+
+
+def _workflow_found(st: AppState, found: Found, workflow: str, is_chain: bool,
+                    now_ms: int) -> Found:
+    """A chain's last step or a chord's body, with the whole workflow's progress."""
+    c = dict(zip(_COUNTERS, st.client.hmget(st.keys.counters(workflow), _COUNTERS),
+                 strict=True))
+    if c["total"] is None:  # expired meanwhile: the task's own status
+        return found
+    total, done = int(c["total"]), int(c["done"] or 0)
+    channels = [*found.channels, st.keys.events(workflow)]
+    if is_chain:
+        fraction = 0.0
+        if c["cur"] and done < total:
+            fraction = _step_fraction(st, text(c["cur"]))
+        status = f"step {min(done + 1, total)} of {total}"
+        body = workflow_body(found.body, done + fraction, total, status, None,
+                             _int(c["at"]), now_ms)
+    else:  # a chord's body: the header's tasks, then the body itself
+        failed = None
+        if c["failed"] or c["revoked"]:
+            n = int(c["failed"] or 0) + int(c["revoked"] or 0)
+            failed = f"{n} of {total} header tasks failed"
+        own = found.body
+        fraction = (own["current"] / own["total"]) if own["state"] == states.PROGRESS and \
+            own["current"] is not None and own["total"] else 0.0
+        body = workflow_body(own, done + fraction, total + 1,
+                             f"{done} of {total} done", failed, _int(c["at"]), now_ms)
+    return Found("task", found.result, body, found.owners, channels,
+                 ("chain" if is_chain else "chord", workflow))
+
+
+def related_ids(found: Found) -> list[str]:
+    """What else revoking ``found`` cancels, so a workflow stops as a whole: a group's
+    members, a chord's header tasks, the running step of a chain (its later steps then end
+    REVOKED with it)."""
+    st: AppState = current_app.extensions["jobs"]
+    if found.kind == "group":
+        listed = isinstance(found.result, GroupResult) and found.result.results
+        if listed or not found.body["total"]:
+            return []
+        return [text(m) for m in st.client.lrange(st.keys.group(found.result.id), 0, -1)]
+    if found.workflow is None:
+        return []
+    kind, workflow = found.workflow
+    if kind == "chord":
+        return [text(m) for m in st.client.lrange(st.keys.group(workflow), 0, -1)]
+    cur = st.client.hget(st.keys.counters(workflow), "cur")
+    return [text(cur)] if cur else []
+
+
+def _step_fraction(st: AppState, step_id: str) -> float:
+    """How far the running step of a chain is (0 to 1), from its progress report."""
+    state, rtype, result = st.client.hmget(st.keys.task(step_id), "state", "rtype", "result")
+    if state != b"PROGRESS" or result is None:
+        return 0.0
+    try:
+        meta = st.codecs.loads_result(data(result), text(rtype or b"json"))
+        current, total = float(meta["current"]), float(meta["total"])
+    except Exception:  # no current/total in the meta: nothing to fold in
+        return 0.0
+    return min(1.0, max(0.0, current / total)) if total > 0 else 0.0
+
+
+def _group_found(st: AppState, jobs: Registry, group_id: str, c: dict[str, Any],
+                 first_ids: list[str], now_ms: int) -> Found:
+    """A group, from its counters (and its members' states, if it has few: ``first_ids``
+    are all of them then)."""
+    counters = Counters(int(c["total"]), int(c["done"] or 0), int(c["ok"] or 0),
+                        int(c["failed"] or 0), int(c["revoked"] or 0), _int(c["at"]),
+                        _int(c["upd"]))
+    children = None
+    ids: list[str] = []
+    if counters.total <= CHILDREN_LIMIT and first_ids:
+        ids = first_ids
+        pipe = st.client.pipeline(transaction=False)
+        for m in ids:
+            pipe.hget(st.keys.task(m), "state")
+        children = [(m, text(s or b"PENDING")) for m, s in zip(ids, pipe.execute(),
+                                                                    strict=True)]
+    owner = text(c["owner"]) if c["owner"] else None
+    owners = frozenset() if owner is None or owner == "\0mixed" else frozenset([owner])
+    result = _GroupSnapshot(group_id, [AsyncResult(m, jobs=jobs) for m in ids], jobs=jobs,
+                            app=st.app)
+    result.owner = next(iter(owners)) if owners else None
+    return Found("group", result, counters_body(group_id, counters, children, now_ms), owners,
+                 [st.keys.events(group_id)])
+
+
+def _listed_group_found(st: AppState, jobs: Registry, group_id: str,
+                        now_ms: int) -> Found | None:
+    """A group without counters (sent by an older version): read from every member."""
+    member_ids = st.client.lrange(st.keys.group(group_id), 0, -1)
     if not member_ids:
         return None
-    ids = [m.decode() for m in member_ids]
+    ids = [text(m) for m in member_ids]
     pipe = st.client.pipeline(transaction=False)
     for m in ids:
         pipe.hmget(st.keys.task(m), _MEMBER_FIELDS)
@@ -132,7 +250,8 @@ def lookup(jobs: Registry, ident: str) -> Found | None:
     members = [(m, (row[0] or b"PENDING").decode(), _int(row[1]), _int(row[2]))
                for m, row in zip(ids, rows, strict=True)]
     owners = _owners([row[3] for row in rows])
-    result = _GroupSnapshot(ident, [AsyncResult(m, jobs=jobs) for m in ids], jobs=jobs, app=st.app)
+    result = _GroupSnapshot(group_id, [AsyncResult(m, jobs=jobs) for m in ids], jobs=jobs,
+                            app=st.app)
     result.owner = next(iter(owners)) if len(owners) == 1 else None
-    return Found("group", result, group_body(ident, members, now_ms), owners,
+    return Found("group", result, group_body(group_id, members, now_ms), owners,
                  [st.keys.events(m) for m in ids])

@@ -136,46 +136,67 @@ def status_body(task_id: str, state: str, value: Any, *, traceback: str | None =
     }
 
 
+class Counters:
+    """A group's counters as read (``gc:<group>``, see :mod:`flask_jobs.keys`)."""
+
+    __slots__ = ("total", "done", "ok", "failed", "revoked", "created_ms", "updated_ms")
+
+    def __init__(self, total: int, done: int = 0, ok: int = 0, failed: int = 0,
+                 revoked: int = 0, created_ms: int | None = None,
+                 updated_ms: int | None = None) -> None:
+        self.total, self.done, self.ok, self.failed, self.revoked = (total, done, ok, failed,
+                                                                    revoked)
+        self.created_ms, self.updated_ms = created_ms, updated_ms
+
+
 def group_body(group_id: str, members: list[tuple[str, str, int | None, int | None]],
                now_ms: int | None = None) -> dict[str, Any]:
-    """Build the status JSON of a group from its members' ``(id, state, started, updated)``.
-
-    PENDING while no member has started; STARTED while any is unfinished; when all finished:
-    SUCCESS, or FAILURE if any failed, or REVOKED if none failed and any was revoked.
+    """Build the status JSON of a group from its members' ``(id, state, started, updated)``
+    (a group without counters: an eager one, or one sent by an older version).
 
     :param group_id: the group's id.
     :param members: one tuple per member, in the group's order; times in ms since the epoch.
     :param now_ms: the time now, by the clock the member times come from (default: this host's).
     """
-    total = len(members)
-    counts = {s: 0 for s in (states.SUCCESS, states.FAILURE, states.REVOKED, states.PENDING)}
-    for _, state, _, _ in members:
-        if state in counts:
-            counts[state] += 1
-    finished = counts[states.SUCCESS] + counts[states.FAILURE] + counts[states.REVOKED]
+    found = [s for _, s, _, _ in members]
+    counters = Counters(len(members), sum(s in states.READY_STATES for s in found),
+                        found.count(states.SUCCESS), found.count(states.FAILURE),
+                        found.count(states.REVOKED),
+                        min((s for _, _, s, _ in members if s), default=None),
+                        max((u for _, _, _, u in members if u), default=None))
+    return counters_body(group_id, counters, [(i, s) for i, s, _, _ in members], now_ms)
+
+
+def counters_body(group_id: str, c: Counters, children: list[tuple[str, str]] | None,
+                  now_ms: int | None = None) -> dict[str, Any]:
+    """Build the status JSON of a group from its counters: one read however many members.
+
+    FAILURE as soon as a member failed (the group has failed: ``get()`` raises); when all
+    finished, SUCCESS, or REVOKED if any was revoked. Before that, STARTED once a member
+    finished or (for a group small enough to list its ``children``) started; else PENDING.
+
+    :param children: ``(id, state)`` of each member, for a group of at most
+        :data:`~flask_jobs.web.lookups.CHILDREN_LIMIT` members (None: not listed).
+    """
+    total, finished = c.total, c.done
     error = None
-    if finished == total:
-        if counts[states.FAILURE]:
-            state = states.FAILURE
-            error = {"type": "GroupFailed",
-                     "message": f"{counts[states.FAILURE]} of {total} tasks failed"}
-        elif counts[states.REVOKED]:
-            state = states.REVOKED
+    if c.failed:
+        state = states.FAILURE
+        error = {"type": "GroupFailed", "message": f"{c.failed} of {total} tasks failed"}
+    elif finished >= total:
+        state = states.REVOKED if c.revoked else states.SUCCESS
+        if c.revoked:
             error = {"type": "TaskRevokedError",
-                     "message": f"{counts[states.REVOKED]} of {total} tasks were revoked"}
-        else:
-            state = states.SUCCESS
-    elif counts[states.PENDING] == total:
-        state = states.PENDING
-    else:
+                     "message": f"{c.revoked} of {total} tasks were revoked"}
+    elif finished or any(s != states.PENDING for _, s in children or ()):
         state = states.STARTED
-    started = [s for _, _, s, _ in members if s]
-    updated = max((u for _, _, _, u in members if u), default=None)
+    else:
+        state = states.PENDING
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     status = f"{finished} of {total} done"
-    if counts[states.FAILURE]:
-        status += f", {counts[states.FAILURE]} failed"
-    return {
+    if c.failed:
+        status += f", {c.failed} failed"
+    body = {
         "id": group_id,
         "state": state,
         "current": finished,
@@ -186,14 +207,41 @@ def group_body(group_id: str, members: list[tuple[str, str, int | None, int | No
         "result": None,
         "error": error,
         "eta_seconds": None if state in states.READY_STATES else _eta(
-            finished, total, min(started, default=None), now_ms),
-        "updated_at": _iso(updated),
-        "completed": counts[states.SUCCESS],
-        "failed": counts[states.FAILURE],
-        "revoked": counts[states.REVOKED],
-        "children": [{"id": i, "state": s} for i, s, _, _ in members],
-        "_upd": updated,
+            finished, total, c.created_ms, now_ms),
+        "updated_at": _iso(c.updated_ms),
+        "completed": c.ok,
+        "failed": c.failed,
+        "revoked": c.revoked,
+        "_upd": c.updated_ms,
     }
+    if children is not None:
+        body["children"] = [{"id": i, "state": s} for i, s in children]
+    return body
+
+
+def workflow_body(body: dict[str, Any], done: float, total: int, status: str,
+                  failed: str | None, created_ms: int | None, now_ms: int) -> dict[str, Any]:
+    """Fold a workflow's progress into the status JSON of its result task (a chain's last
+    step, a chord's body), which is not final yet.
+
+    :param body: the task's own status JSON (see :func:`status_body`).
+    :param done: the steps done, the running one's progress as a fraction.
+    :param total: every step (a chord: its header's tasks and the body).
+    :param failed: an error message when a step failed (the workflow will fail), or None.
+    """
+    body = dict(body)
+    if failed:
+        body.update(state=states.FAILURE, error={"type": "ChordError", "message": failed},
+                    eta_seconds=None)
+    elif done > 0 or body["state"] != states.PENDING:
+        body["state"] = states.PROGRESS if body["state"] in (states.PENDING, states.STARTED) \
+            else body["state"]
+        body["eta_seconds"] = _eta(done, total, created_ms, now_ms)
+    current = round(done, 3)
+    body.update(current=current, total=total, percent=_percent(current, total), status=status)
+    if body["state"] == states.PROGRESS and body["meta"] is None:
+        body["meta"] = {"current": current, "total": total, "status": status}
+    return body
 
 
 def eager_body(result: AsyncResult | GroupResult) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..state import Registry
 from .auth import authorize, refuse_cross_site
 from .encoding import error_body, json_response
 from .events import stream_response
-from .lookups import Found, lookup
+from .lookups import Found, lookup, related_ids
 from .status import eager_body
 
 # The logger of the single module the web layer used to be, so logging configured for it still
@@ -101,6 +101,8 @@ def revoke(jobs: Registry, task_id: str) -> Response:
     found = find(jobs, task_id)
     authorize(jobs, "revoke", found)
     found.result.revoke(terminate=True)
+    for other in related_ids(found):
+        AsyncResult(other, jobs=jobs).revoke(terminate=True)
     return json_response((lookup(jobs, task_id) or found).body)
 
 
