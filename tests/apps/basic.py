@@ -403,3 +403,79 @@ def counted_record(key):
         effects().rpush(key, _running[0])
     finally:
         _running[0] -= 1
+
+
+# Canvas (Celery's canvas guide names them so: tests/test_canvas_celery.py runs its examples).
+
+
+@jobs.task
+def tsum(numbers):
+    """The sum of a list (a chord's body in Celery's guide)."""
+    return sum(numbers)
+
+
+@jobs.task
+def raising_task():
+    """Fails with a ValueError (the chord error example of Celery's guide)."""
+    raise ValueError("something something")
+
+
+@jobs.task
+def log_error(request, exc, traceback):
+    """A Celery-style errback taking (request, exc, traceback): called in the worker, not
+    sent. Records ``[task id, exception repr, has a traceback]`` in the list ``errors``."""
+    effects().rpush("errors", json.dumps([request.id, repr(exc), "Error" in str(traceback)]))
+
+
+@jobs.task
+def log_error_id(task_id):
+    """An errback taking one argument: sent as a task with the failed task's id."""
+    effects().rpush("error-ids", task_id)
+
+
+@jobs.task(bind=True)
+def log_error_bound(self, task_id):
+    """A bound errback: sent as a task with the failed task's id (as Celery does)."""
+    effects().rpush("error-ids-bound", task_id)
+
+
+@jobs.task(bind=True)
+def replaced(self, how, n=3):
+    """Replaces itself (``self.replace``): with a signature, a chain or a group."""
+    if how == "sig":
+        return self.replace(add.s(n, n))
+    if how == "chain":
+        return self.replace(add.s(n, 1) | mul.s(10))
+    if how == "group":
+        return self.replace(jobs_group(add.s(i, i) for i in range(n)))
+    return n
+
+
+def jobs_group(sigs):
+    from flask_jobs import group
+
+    return group(sigs)
+
+
+@jobs.task(bind=True)
+def chord_member_record(self, i, key="chord-runs"):
+    """Records every run of itself (``[i, delivery attempt]``) and returns ``i``."""
+    effects().rpush(key, json.dumps([i, self.request.delivery_attempt]))
+    return i
+
+
+@jobs.task(bind=True)
+def body_record(self, values, key="body-runs"):
+    """A chord body that records each run (with the list it got) and returns the sum."""
+    effects().rpush(key, json.dumps(values))
+    return sum(values)
+
+
+@jobs.task(bind=True)
+def gated_member(self, i, gate, key="member-runs", timeout=20.0):
+    """Records ``[i, attempt]`` (every delivery counts) when it starts, waits for a token on
+    the list ``gate``, and returns ``i``."""
+    r = effects()
+    r.rpush(key, json.dumps([i, self.request.attempt]))
+    r.blpop([gate], timeout=timeout)
+    return i
