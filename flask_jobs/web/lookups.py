@@ -140,7 +140,7 @@ def lookup(jobs: Registry, ident: str) -> Found | None:
     record = Record(values[:-2])
     if record.exists:
         found = _task_found(st, jobs, ident, record, now_ms)
-        if not found.final and (chain or hdr):
+        if chain or hdr:
             return _workflow_found(st, found, text(chain or hdr), bool(chain), now_ms)
         return found
     if counters[0] is not None:

@@ -222,7 +222,8 @@ def counters_body(group_id: str, c: Counters, children: list[tuple[str, str]] | 
 def workflow_body(body: dict[str, Any], done: float, total: int, status: str,
                   failed: str | None, created_ms: int | None, now_ms: int) -> dict[str, Any]:
     """Fold a workflow's progress into the status JSON of its result task (a chain's last
-    step, a chord's body), which is not final yet.
+    step, a chord's body): ``current`` of ``total`` steps, PROGRESS while it moves, FAILURE as
+    soon as a chord's header task failed (its body will fail with ChordError).
 
     :param body: the task's own status JSON (see :func:`status_body`).
     :param done: the steps done, the running one's progress as a fraction.
@@ -230,6 +231,10 @@ def workflow_body(body: dict[str, Any], done: float, total: int, status: str,
     :param failed: an error message when a step failed (the workflow will fail), or None.
     """
     body = dict(body)
+    if body["state"] in states.READY_STATES:  # its own outcome; the steps all counted
+        current = total if body["state"] == states.SUCCESS else round(done, 3)
+        body.update(current=current, total=total, status=status)
+        return body
     if failed:
         body.update(state=states.FAILURE, error={"type": "ChordError", "message": failed},
                     eta_seconds=None)
