@@ -164,6 +164,16 @@ def build_section(index: int, title: str, delay: float = 0.3) -> dict[str, Any]:
     return {"index": index, "title": title, "pages": 1 + index % 3}
 
 
+@jobs.task
+def publish_report(sections: list[dict[str, Any]]) -> dict[str, Any]:
+    """Assemble the built sections into one document: the body of a ``chord`` whose header
+    builds them, so it runs once, with every section, after the last one is built."""
+    pages = sum(s["pages"] for s in sections)
+    return {"sections": len(sections), "pages": pages,
+            "summary": f"Published the quarterly report: {len(sections)} sections, "
+                       f"{pages} pages."}
+
+
 @jobs.task(bind=True)
 def rebuild_index(self, documents: int = 600, delay: float = 0.1) -> dict[str, Any]:
     """Rebuild the search index: a long job (a minute by default), made to be cancelled."""

@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from flask_jobs import group
+from flask_jobs import chord, group
 
 from .tasks import (
     REPORT_SECTIONS,
@@ -33,6 +33,7 @@ from .tasks import (
     build_section,
     import_csv,
     jobs,
+    publish_report,
     rebuild_index,
 )
 
@@ -43,6 +44,7 @@ TITLES = {
     import_csv.name: "CSV import",
     rebuild_index.name: "Search index rebuild",
     build_section.name: "Report section",
+    publish_report.name: "Published report",
 }
 
 
@@ -114,6 +116,15 @@ def start_report() -> Any:
     delay = float(current_app.config["REPORT_SECTION_DELAY"])
     sections = group(build_section.s(i, title, delay) for i, title in enumerate(REPORT_SECTIONS))
     return started(sections.apply_async())
+
+
+@bp.post("/publish")
+def start_publish() -> Any:
+    """Build every section, then publish them as one document: a ``chord``. Its status URL
+    (the body's) counts the sections built, then the publishing step."""
+    delay = float(current_app.config["REPORT_SECTION_DELAY"])
+    sections = [build_section.s(i, title, delay) for i, title in enumerate(REPORT_SECTIONS)]
+    return started(chord(sections)(publish_report.s()))
 
 
 @bp.post("/reindex")

@@ -365,6 +365,27 @@ def test_group_bar_counts_the_sections(page: Page) -> None:
 
 
 @browser_test
+def test_chord_bar_follows_the_header_then_the_body(page: Page) -> None:
+    """A chord (20 sections, then one job publishing them) behind one status URL: the bar
+    moves as sections are built and ends with the body's result."""
+    expect = _expect()
+    page.page.goto("/")
+    job = _start(page, "publish", "Publish the report", "/publish")
+    card = page.page.locator("#publish")
+    page.wait_value("#publish", 5, 95)
+    page.shot("1-running")
+    expect(card.locator(".fj")).to_have_attribute("data-state", "success", timeout=30_000)
+    expect(card.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(card.locator(".job-result")).to_have_text(
+        "Published the quarterly report: 20 sections, 39 pages.")
+    page.shot("2-done")
+
+    assert _intermediate(page.seen("publish")), page.seen("publish")
+    status = page.status_of(job["status_url"])
+    assert (status["state"], status["current"], status["total"]) == ("SUCCESS", 21, 21)
+
+
+@browser_test
 def test_polling_fallback_when_events_are_blocked(page: Page) -> None:
     """With the event stream unreachable, the widget polls the status URL and still completes."""
     expect = _expect()
