@@ -41,8 +41,11 @@ def send(state: AppState, task: TaskLike | None, name: str, args: Iterable[Any] 
         build_message(state.settings, state.codecs, task, name, args, kwargs, **options)
         return apply_eagerly(state, task, args, kwargs, options)
     message = build_message(state.settings, state.codecs, task, name, args, kwargs, **options)
-    state.broker.enqueue((message,), options.get("group_id") or "")
-    return AsyncResult(message.id, jobs=state.jobs, app=state.app, task_name=name)
+    queued = state.broker.enqueue((message,), options.get("group_id") or "")
+    result = AsyncResult(message.id, jobs=state.jobs, app=state.app, task_name=name)
+    if not queued:  # its id was taken: a chain's step revoked already, or a dedup key's holder
+        result.exists()  # (one read, rare: a final state is kept, see known_state)
+    return result
 
 
 def send_messages(state: AppState, messages: Sequence[Message], group_id: str,

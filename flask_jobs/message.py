@@ -30,7 +30,7 @@ _UTC = dt.UTC
 
 #: The optional fields of a message body, with the names of Celery's request attributes.
 OPTIONAL_FIELDS = ("retries", "eta", "headers", "link", "link_error", "group", "parent_id",
-                   "root_id", "owner", "time_limit", "soft_time_limit", "ignore_result")
+                   "root_id", "owner", "time_limit", "soft_time_limit", "ignore_result", "chain")
 #: The fields a retry's new message carries over from the request (``retries`` is counted up,
 #: and a retry has its own countdown instead of the ``eta``).
 RETRY_FIELDS = tuple(f for f in OPTIONAL_FIELDS if f not in ("retries", "eta"))
@@ -210,6 +210,7 @@ def build_message(
     dedup_key: str | None = None,
     dedup_ttl: float | None = None,
     chord: dict[str, Any] | None = None,
+    chain: list[Any] | None = None,
     validated: bool = False,
     **unknown: Any,
 ) -> Message:
@@ -226,6 +227,9 @@ def build_message(
     :param chord: the body of a chord: ``{"header": group id, "results": whether the header's
         results go in front of the arguments}``; the worker reads them (or fails with
         :class:`~flask_jobs.exceptions.ChordError`).
+    :param chain: the rest of the chain this task is a step of, as a stack (the next step
+        last, as Celery's ``request.chain``): the worker sends the next step with this task's
+        result, and the rest with it.
     :param validated: the arguments were checked already (a signature repeated in a group).
     """
     if unknown:
@@ -291,6 +295,8 @@ def build_message(
         body["owner"] = str(owner)
     if chord is not None:
         body["chord"] = chord
+    if chain:
+        body["chain"] = _signature_list(chain)
     dedup_ttl_ms = 0
     if dedup_key is not None:
         if not isinstance(dedup_key, str) or not dedup_key:

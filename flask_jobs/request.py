@@ -58,7 +58,8 @@ class Context:
     ``delivery_info`` (``queue``, ``priority``), ``delivery_attempt`` (deliveries since the task
     was queued, 1 on the first), ``attempt`` (every delivery ever, the fencing token), ``eta``,
     ``headers``, ``group``, ``parent_id``, ``root_id``, ``owner``, ``is_eager``,
-    ``called_directly``, ``time_limit``, ``soft_time_limit``.
+    ``called_directly``, ``time_limit``, ``soft_time_limit``, ``link`` and ``link_error``
+    (Celery's ``callbacks`` and ``errbacks``), ``chain``.
     """
 
     id: str | None = None
@@ -83,6 +84,8 @@ class Context:
     soft_time_limit: float | None = None
     link: list[dict[str, Any]] | None = None
     link_error: list[dict[str, Any]] | None = None
+    #: The rest of the chain this task is a step of (the next step last), or None.
+    chain: list[dict[str, Any]] | None = None
     ignore_result: bool | None = None
     #: Where progress goes (set by the worker or the eager runner), see :class:`Reporter`.
     reporter: Reporter | None = None

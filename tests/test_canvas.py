@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from flask_jobs import GroupResult, Signature, chain, group, signature
+from flask_jobs import GroupResult, Signature, chain, chord, group, signature
 from flask_jobs.exceptions import EncodeError, TaskRevokedError
 from flask_jobs.worker.main import BackgroundWorker
 from tests.apps import basic
@@ -279,3 +279,26 @@ def test_chain_link_with_wrong_arguments_fails_the_chain(app, jobs_worker):
         result.get(timeout=10)
     assert result.parent.state == "FAILURE"
     assert result.parent.parent.get(timeout=1) == 2
+
+
+def test_a_long_chain_runs_to_its_end(app, jobs_worker):
+    # Each step carries the rest of the chain as a flat list (not nested callbacks), so a
+    # chain of any length runs: 500 steps here.
+    result = chain(basic.add.s(0, 0), *[basic.add.s(1) for _ in range(499)])()
+    assert result.get(timeout=60) == 499
+    assert result.parent.get(timeout=1) == 498
+
+
+def test_two_chords_in_a_chain_then_a_task(app, jobs_worker):
+    res = (chord([basic.add.s(1, 1), basic.add.s(2, 2)], basic.xsum.s())
+           | chord([basic.add.s(10), basic.add.s(20)], basic.xsum.s())
+           | basic.mul.s(2))()
+    assert res.get(timeout=10) == ((6 + 10) + (6 + 20)) * 2
+
+
+def test_a_failure_inside_a_chord_of_a_chain_ends_the_chain(app, jobs_worker):
+    res = (basic.add.s(1, 1) | chord([basic.add.s(1), basic.fail.si()], basic.xsum.s())
+           | basic.mul.s(2))()
+    with pytest.raises(Exception, match="Dependency"):
+        res.get(timeout=10)
+    assert res.state == "FAILURE"

@@ -161,17 +161,21 @@ class chain(Signature):  # noqa: N801 - Celery's name
         partial_args, partial_kwargs, opts = self._partial(args, kwargs, options)
         first, result = self.prepare(opts, opts.pop("task_id", None), opts.pop("group_id", None))
         first.apply_async(partial_args, partial_kwargs,
-                          **{k: v for k, v in opts.items() if k not in ("link", "link_error")})
+                          **{k: v for k, v in opts.items()
+                             if k not in ("link", "link_error", "chain")})
         return result
 
     def prepare(self, options: dict[str, Any], last_id: str | None = None,
                 member_of: str | None = None) -> tuple[Signature, Any]:
-        """Everything but sending the first step: ids for every step, each linked to the next,
-        placeholders and counters written. Returns the first step, ready to send (or for a
-        chord to hold as its body), and the chain's result.
+        """Everything but sending the first step: ids for every step, placeholders and
+        counters written, and the rest of the chain given to the first step as its ``chain``
+        option: a flat stack of the later steps (the next one last, as Celery's), which the
+        worker pops one step at a time. Returns the first step, ready to send (or for a chord
+        to hold as its body), and the chain's result.
 
         :param options: the chain's options: ``link`` goes to the last step, ``link_error`` to
-            every step, ``owner`` to every step (so its status URLs obey it).
+            every step, ``owner`` to every step (so its status URLs obey it), ``chain`` (a
+            stack of steps to run after this chain's last one) goes on.
         :param last_id: the id of the last step (the chain's own task id).
         :param member_of: a group whose member this chain is (its last step counts there).
         """
@@ -187,8 +191,9 @@ class chain(Signature):  # noqa: N801 - Celery's name
             for step in steps:
                 step.options.setdefault("owner", owner)
         result = chain.freeze(_with_tasks(self, steps), last_id)
-        for step, following in zip(steps, steps[1:], strict=False):
-            step.link(following)
+        stack = [*(options.get("chain") or ()), *reversed(steps[1:])]
+        if stack:
+            steps[0].options["chain"] = stack
         recorded = _recorded_steps(steps)
         final = _recorded_steps(steps[-1:])
         if member_of:

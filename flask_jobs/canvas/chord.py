@@ -180,9 +180,10 @@ def _held_body(body: Signature, body_id: str | None, options: dict[str, Any],
                member_of: str | None) -> tuple[Signature, Any]:
     """The one task a chord holds, and the result the chord will have.
 
-    A task body is held itself. A chain body holds its first step (the rest linked behind it,
-    as when a chain is sent). Any other body (a group, a chord) is linked to a held identity
-    task, which passes the header's results on.
+    A task body is held itself. A chain body holds its first step (the rest behind it, as
+    when a chain is sent). Any other body (a group, a chord, a chain starting with one) is
+    linked to a held identity task, which passes the header's results on. ``options``'
+    ``chain`` (the rest of a chain this chord is a step of) goes after the body.
     """
     if is_plain(body):
         held = body.clone(**options)
@@ -191,9 +192,13 @@ def _held_body(body: Signature, body_id: str | None, options: dict[str, Any],
         if member_of:
             held.options["group_id"] = member_of
         return held, held.freeze()
-    if body.subtask_type == "chain":
+    if body.subtask_type == "chain" and is_plain(body.tasks[0]):  # type: ignore[attr-defined]
         first, result = body.prepare(options, body_id, member_of)  # type: ignore[attr-defined]
         return first, result
+    continuation = options.pop("chain", None)
+    if continuation:
+        body = Signature.TYPES["chain"](body, *[maybe_signature(s, body._app)
+                                                for s in reversed(continuation)])
     identity = Signature(IDENTITY, app=body._app, immutable=body.immutable)
     result = body.freeze(body_id)
     identity.link(body)

@@ -1,7 +1,7 @@
 """``Task.replace``: a running task hands its place to a signature, a chain or a group.
 
-The replacement is sent with the running task's callbacks (``link``, ``link_error``: a chain
-goes on after the replacement) and its owner. The task then ends with
+The replacement is sent with the running task's callbacks (``link``, ``link_error``), the rest
+of its chain (which goes on after the replacement) and its owner. The task then ends with
 :class:`~flask_jobs.exceptions.Ignore`, naming the replacement's result; the script that
 applies that write links the two records, and when the replacement's result is final its
 state and value are copied to the replaced task's record (``forward`` in lib.lua), which then
@@ -39,5 +39,7 @@ def send_replacement(request: Context, sig: Any, app: Any) -> str:
     options: dict[str, Any] = {}
     if request.owner is not None:
         options["owner"] = request.owner
+    if request.chain:  # the rest of the chain the task is a step of goes on after it
+        options["chain"] = request.chain
     result = sig.apply_async(**options)
     return str(result.id)

@@ -343,23 +343,30 @@ def jobs_of(signatures: Iterable[Signature], app: Registry | None = None) -> Reg
 
 
 def chain_ids(links: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The ids given in advance to the steps of a chain after a task (its ``link`` options,
-    nested), which will never run once that task failed.
+    """The ids given in advance to the steps of a chain after a task (its ``chain`` stack,
+    or, from older versions, its ``link`` options, nested), which will never run once that
+    task failed.
 
-    A chord's step is its body's id; callbacks users added themselves have no id of their own
-    and are not followed.
+    A chord's step is its body's id (a chain body's, its steps'); callbacks users added
+    themselves have no id of their own and are not followed.
     """
     ids: list[str] = []
     todo = list(links)
     while todo:
         sig = todo.pop()
-        if sig.get("subtask_type") == "chord":
+        kind = sig.get("subtask_type")
+        if kind == "chord":
             todo.append(sig["kwargs"]["body"])
+            continue
+        if kind == "chain":
+            todo.extend(sig["kwargs"]["tasks"])
             continue
         options = sig.get("options") or {}
         if options.get("task_id"):
             ids.append(str(options["task_id"]))
-            following = options.get("link")
-            if following:
-                todo.extend(following if isinstance(following, (list, tuple)) else [following])
+            for name in ("link", "chain"):
+                following = options.get(name)
+                if following:
+                    todo.extend(following if isinstance(following, (list, tuple))
+                                else [following])
     return ids

@@ -129,6 +129,11 @@ class AsyncResult:
         o = self._record().owner
         return o.decode() if o else None
 
+    def known_state(self) -> str | None:
+        """The state if it is known without asking Redis (a final state read before: it
+        never changes), else None."""
+        return self._cache.state_name if self._cache is not None else None
+
     def exists(self) -> bool:
         """Whether this id is known: queued, running, or finished and not yet expired."""
         return self._record().exists

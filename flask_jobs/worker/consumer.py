@@ -260,7 +260,7 @@ class Consumer:
         outcome = Outcome(states.FAILURE, describe(error), error, f"{type(error).__name__}: "
                           f"{error}\n")
         self.rt.writer.finished(reporter, outcome)
-        if request.link or request.link_error:
+        if request.link or request.link_error or request.chain:
             links.follow(self.rt, self.client, request, outcome)
 
     def _run(self, claimed: Claimed, task: TaskLike, request: Context,
@@ -293,7 +293,7 @@ class Consumer:
                       else request.ignore_result)
         writer.finished(reporter, outcome, retry_body, ignore)
         rt.tasks_done += 1
-        if request.link or request.link_error:
+        if request.link or request.link_error or request.chain:
             links.follow(rt, self.client, request, outcome)
 
     def _revoked(self, task_id: str, name: str, expired: bool) -> None:

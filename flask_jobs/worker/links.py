@@ -29,14 +29,46 @@ log = logging.getLogger("flask_jobs.worker")
 
 def follow(rt: Runtime, client: redis.Redis, request: Context, outcome: Outcome) -> None:
     """Act on a finished task's ``link``/``link_error`` for its outcome."""
-    if outcome.state == states.SUCCESS and request.link:
-        sent = send_callbacks(rt, client, request.link, (outcome.retval,))
-        if sent and request.id:
-            record_children(rt, client, request.id, sent)
-    elif outcome.state == states.FAILURE and request.link_error:
+    if outcome.state == states.SUCCESS:
+        if request.chain:
+            send_next(rt, client, request.chain, outcome.retval)
+        if request.link:
+            sent = send_callbacks(rt, client, request.link, (outcome.retval,))
+            if sent and request.id:
+                record_children(rt, client, request.id, sent)
+        return
+    if outcome.state == states.FAILURE and request.link_error:
         run_errbacks(rt, client, request, outcome)
-    if outcome.state in (states.FAILURE, states.REVOKED) and request.link:
-        fail_chain(rt, client, request.link, outcome)
+    if outcome.state in (states.FAILURE, states.REVOKED):
+        if request.chain:
+            fail_chain(rt, client, request.chain, outcome)
+        if request.link:
+            fail_chain(rt, client, request.link, outcome)
+
+
+def send_next(rt: Runtime, client: redis.Redis, stack: list[dict[str, Any]],
+              retval: Any) -> None:
+    """Send the next step of a chain (the last of ``stack``) with ``retval`` in front of its
+    arguments, and the rest of the stack with it."""
+    rest = list(stack)
+    step = rest.pop()
+    with rt.app.app_context():
+        try:
+            s = signature(step, app=rt.jobs)
+            sent = (s if s.immutable else s.clone(args=(retval,))).apply_async(
+                **({"chain": rest} if rest else {}))
+            if rest and isinstance(sent, AsyncResult) and \
+                    sent.known_state() == states.REVOKED:
+                # A chain's step revoked before the chain got to it is not sent (see
+                # enqueue.lua): the steps after it never will be either.
+                fail_chain(rt, client, rest, Outcome(states.REVOKED, describe(TaskRevokedError(
+                    "an earlier task of its chain was revoked"))))
+        except Exception as exc:
+            log.exception("Could not send the next step of a chain, %r", step.get("task"))
+            # A step that cannot be sent (e.g. wrong arguments) fails as it would have run,
+            # with the rest of the chain, instead of leaving the chain's result waiting.
+            fail_chain(rt, client, stack, Outcome(states.FAILURE, describe(exc), exc,
+                                                  "".join(traceback.format_exception(exc))))
 
 
 def takes_request(task: Any) -> bool:
@@ -109,8 +141,8 @@ def send_callbacks(rt: Runtime, client: redis.Redis, sigs: list[dict[str, Any]],
                 if not s.options.get("task_id") and isinstance(sent, AsyncResult):
                     children.append(sent)
                 following = s.options.get("link")
-                if following and s.options.get("task_id") and \
-                        getattr(sent, "state", None) == states.REVOKED:
+                if following and s.options.get("task_id") and isinstance(sent, AsyncResult) \
+                        and sent.known_state() == states.REVOKED:
                     # A chain's task revoked before the chain got to it was not sent (see
                     # placeholders.lua): the tasks after it never will be either.
                     fail_chain(rt, client, following if isinstance(following, list) else
