@@ -30,6 +30,16 @@ def echo(x):
     return c.echo(x)
 
 
+@jobs.task
+def add1(x):
+    return c.add1(x)
+
+
+@jobs.task
+def tsum(values):
+    return c.tsum(values)
+
+
 @jobs.task(bind=True)
 def progress(self, n):
     return c.progress(n, lambda i, total: self.progress(i, total))

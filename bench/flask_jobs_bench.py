@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.harness import Adapter, WorkerConfig
+from bench.harness import Adapter, Canvas, WorkerConfig
 
 
 def _worker(pool: str, concurrency: int = 1, prefetch: int = 64) -> list[str]:
@@ -34,10 +34,10 @@ class FlaskJobsAdapter(Adapter):
 
     def setup(self) -> None:
         from bench import fj_app
-        from flask_jobs import group
+        from flask_jobs import chain, chord, group
 
         self.m = fj_app
-        self.group = group
+        self.group, self.chord, self.chain = group, chord, chain
         self.ctx = fj_app.app.app_context()
         self.ctx.push()
 
@@ -56,6 +56,19 @@ class FlaskJobsAdapter(Adapter):
 
     def enqueue_progress(self, n: int) -> None:
         self.m.progress.delay(n)
+
+    def group_canvas(self, n: int) -> Canvas:
+        sig = self.group(self.m.noop.s() for _ in range(n))
+        return Canvas(sig.apply_async, lambda res, timeout: res.get(timeout=timeout))
+
+    def chord_canvas(self, n: int) -> Canvas:
+        header = self.chord(self.m.echo.s(i) for i in range(n))
+        body = self.m.tsum.s()
+        return Canvas(lambda: header(body), lambda res, timeout: res.get(timeout=timeout))
+
+    def chain_canvas(self, n: int) -> Canvas:
+        sig = self.chain(self.m.add1.s(0), *(self.m.add1.s() for _ in range(n - 1)))
+        return Canvas(sig.apply_async, lambda res, timeout: res.get(timeout=timeout))
 
     def enqueue_mixed(self, seconds: float, kind: str) -> None:
         self.m.mixed.delay(seconds, kind)

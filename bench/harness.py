@@ -30,6 +30,9 @@ variable and define four tasks whose bodies call :mod:`bench.anchors._common`:
 ``progress(n)``
     ``_common.progress(n, update)`` where ``update(i, total)`` calls the library's
     progress/state API once; ``_common.progress`` stores the task's own elapsed time.
+``add1(x)``, ``tsum(values)``
+    ``_common.add1`` / ``_common.tsum``: a chain's step (``x + 1``) and a chord's body (the
+    sum of the header's results); only needed by a library with a chain / chord API.
 
 Methods to implement (the producer side runs in the harness process, after :meth:`setup`):
 
@@ -43,6 +46,13 @@ Methods to implement (the producer side runs in the harness process, after :meth
 ``solo_worker()``              :class:`WorkerConfig`: one process, one thread of execution
 ``multi_workers()``            list of :class:`WorkerConfig` to try for "best on 2 cores"
 =============================  =============================================================
+
+Canvas workloads (optional; the base class raises :class:`NotSupported`, shown as "n/a"):
+``group_canvas(n)``, ``chord_canvas(n)`` and ``chain_canvas(n)`` build (untimed) a group of n
+no-ops, a chord of n ``echo(i)`` with a ``tsum`` body, a chain of n ``add1`` steps from 0,
+and return a :class:`Canvas`: ``send()`` sends it (the clock runs from here) and returns a
+handle, ``collect(handle, timeout)`` blocks for the result(s) (the clock stops here): the n
+results of a group, the body's result of a chord, the last step's result of a chain.
 
 Optional: ``start_workers(config)`` (default: launch ``config.commands`` with
 :func:`spawn`), ``bulk_api`` (a short text naming the bulk API used) and ``distributions``
@@ -59,13 +69,15 @@ import math
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -101,6 +113,18 @@ class WorkerConfig:
     label: str
     commands: list[list[str]]
     env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Canvas:
+    """A group, chord or chain built for one measured run (see the module docstring).
+
+    ``send()`` sends it and returns a handle; ``collect(handle, timeout)`` blocks until its
+    result(s) are there (raising when ``timeout`` seconds pass) and returns them.
+    """
+
+    send: Callable[[], Any]
+    collect: Callable[[Any, float], Any]
 
 
 class Adapter:
@@ -144,6 +168,21 @@ class Adapter:
     def mixed_workers(self) -> WorkerConfig:
         """Four consumers, for the mixed workload."""
         raise NotSupported("no four-consumer setting for the mixed workload")
+
+    # -- canvas (built untimed; see Canvas) --------------------------------------------------
+    def group_canvas(self, n: int) -> Canvas:
+        """A group of n ``noop()`` tasks; ``collect`` returns their n results."""
+        raise NotSupported("no group API")
+
+    def chord_canvas(self, n: int) -> Canvas:
+        """A chord: header ``echo(i)`` for i in range(n), body ``tsum``; ``collect`` returns
+        the body's result."""
+        raise NotSupported("no chord API")
+
+    def chain_canvas(self, n: int) -> Canvas:
+        """A chain ``add1(0) -> add1 -> ...`` of n steps, each given the previous result;
+        ``collect`` returns the last step's result."""
+        raise NotSupported("no chain API")
 
     # -- workers -------------------------------------------------------------------------
     def solo_worker(self) -> WorkerConfig:
@@ -587,6 +626,119 @@ def wl_mixed(adapter: Adapter, r: redis.Redis, n: int = 2, **_) -> dict:
             "ideal_s": shorts * MIXED_SHORT_S / free, "n_long": n, "n_short": shorts}
 
 
+#: How long a canvas run may take before ``collect`` gives up (below run.py's time limits).
+CANVAS_TIMEOUT = 90.0
+
+
+def multi_config(adapter: Adapter, label: str = "") -> WorkerConfig:
+    """The 2-core setting called ``label`` (run.py passes the best of the drain_multi row of
+    the same run), else the adapter's first one."""
+    configs = adapter.multi_workers()
+    return next((c for c in configs if c.label == label), configs[0])
+
+
+def _canvas_runs(
+    adapter: Adapter,
+    r: redis.Redis,
+    build: Callable[[int], Canvas],
+    check: Callable[[int, Any], None],
+    config: WorkerConfig,
+    n: int,
+    warm_n: int,
+    reps: int,
+    timeout: float,
+) -> dict:
+    """Start ``config``, make sure it ran a task, send one warm-up canvas of ``warm_n``, then
+    time ``reps`` canvases of n one after another (each built before its clock starts, with
+    the workers idle); ``check(n, value)`` raises on a wrong answer. Workers are stopped at
+    the end whatever happens. Returns the median time and every run's figures."""
+    warm = build(warm_n)  # NotSupported surfaces here, before any worker starts
+    procs = adapter.start_workers(config)
+    try:
+        wait_ready(adapter, r, procs)
+        r.delete(_keys.DONE_KEY)
+        check(warm_n, warm.collect(warm.send(), timeout))
+        totals, sends = [], []
+        for _ in range(reps):
+            canvas = build(n)
+            r.delete(_keys.DONE_KEY)
+            t0 = time.perf_counter()
+            handle = canvas.send()
+            t_sent = time.perf_counter()
+            value = canvas.collect(handle, timeout)
+            t_end = time.perf_counter()
+            check(n, value)
+            check_alive(procs)
+            totals.append(t_end - t0)
+            sends.append(t_sent - t0)
+    finally:
+        stop_workers(procs)
+    median = statistics.median(totals)
+    return {
+        "elapsed_s": median,
+        "send_s": statistics.median(sends),
+        "runs_s": [round(t, 4) for t in totals],
+        "n": n,
+        "reps": reps,
+        "config": config.label,
+    }
+
+
+def wl_group(
+    adapter: Adapter, r: redis.Redis, n: int, config: str = "", reps: int = 1,
+    timeout: float = CANVAS_TIMEOUT, **_,
+) -> dict:
+    """Workload 9: a group of n no-ops, from sending it to having its n results, on the
+    2-core setting of the drain_multi row, already warm; tasks/s = n / elapsed."""
+
+    def check(k: int, values: Any) -> None:
+        values = list(values)
+        if len(values) != k:
+            raise RuntimeError(f"group returned {len(values)} results, expected {k}")
+        done = counter(r)
+        if done != k:
+            raise RuntimeError(f"group ran {done} no-ops, expected {k}")
+
+    out = _canvas_runs(adapter, r, adapter.group_canvas, check, multi_config(adapter, config),
+                       n, max(10, min(500, n // 10)), reps, timeout)
+    return {"value": n / out["elapsed_s"], "unit": "tasks/s", **out}
+
+
+def wl_chord(
+    adapter: Adapter, r: redis.Redis, n: int, config: str = "", reps: int = 3,
+    timeout: float = CANVAS_TIMEOUT, **_,
+) -> dict:
+    """Workload 10: a chord of n ``echo(i)`` with a ``tsum`` body, from sending it to the
+    body's result (checked: the sum of 0..n-1), on the drain_multi row's 2-core setting;
+    the median of ``reps`` runs; tasks/s = n header tasks / elapsed."""
+
+    def check(k: int, value: Any) -> None:
+        if value != k * (k - 1) // 2:
+            raise RuntimeError(f"chord body returned {value!r}, expected {k * (k - 1) // 2}")
+
+    out = _canvas_runs(adapter, r, adapter.chord_canvas, check, multi_config(adapter, config),
+                       n, max(10, n // 10), reps, timeout)
+    return {"value": n / out["elapsed_s"], "unit": "tasks/s", **out}
+
+
+def wl_chain(
+    adapter: Adapter, r: redis.Redis, n: int, reps: int = 5, timeout: float = CANVAS_TIMEOUT,
+    **_,
+) -> dict:
+    """Workload 11: a chain of n ``add1`` steps from 0 (checked: it ends at n), from sending
+    it to the last step's result, solo worker, warm; the median of ``reps`` runs, and the
+    time per step (one step = the worker runs a task and sends the next one)."""
+
+    def check(k: int, value: Any) -> None:
+        if value != k:
+            raise RuntimeError(f"chain ended at {value!r}, expected {k}")
+
+    out = _canvas_runs(adapter, r, adapter.chain_canvas, check, adapter.solo_worker(),
+                       n, min(10, n), reps, timeout)
+    ms = out["elapsed_s"] / n * 1000
+    return {"value": ms, "ms_per_step": ms, "unit": "ms/step", **out}
+
+
 def wl_info(adapter: Adapter, r: redis.Redis, **_) -> dict:
     """Not a workload: versions and the settings the adapter would use."""
     return {
@@ -608,6 +760,9 @@ WORKLOADS = {
     "roundtrip": wl_roundtrip,
     "progress": wl_progress,
     "mixed": wl_mixed,
+    "group_10k": wl_group,
+    "chord_1k": wl_chord,
+    "chain_100": wl_chain,
 }
 
 
@@ -649,4 +804,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the copy of this module the adapters import (bench.harness), not __main__: else an
+    # adapter's NotSupported (bench.harness.NotSupported) is not the class run_one catches,
+    # and an "n/a" cell would read "error: NotSupported: ...".
+    from bench import harness
+
+    harness.main()

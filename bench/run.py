@@ -53,6 +53,9 @@ FULL = {
     "roundtrip": ({"n": 300}, 90),
     "progress": ({"n": 20_000}, 150),
     "mixed": ({"n": 2}, 90),
+    "group_10k": ({"n": 10_000}, 180),
+    "chord_1k": ({"n": 1_000, "reps": 3, "timeout": 40}, 150),
+    "chain_100": ({"n": 100, "reps": 5, "timeout": 20}, 120),
 }
 QUICK = {
     "enqueue": ({"n": 1_000}, 60),
@@ -63,10 +66,16 @@ QUICK = {
     "roundtrip": ({"n": 50}, 60),
     "progress": ({"n": 2_000}, 60),
     "mixed": ({"n": 2}, 60),
+    "group_10k": ({"n": 500, "timeout": 30}, 60),
+    "chord_1k": ({"n": 100, "reps": 1, "timeout": 30}, 60),
+    "chain_100": ({"n": 20, "reps": 3, "timeout": 15}, 60),
 }
+# canvas workloads run on the 2-core setting that won the drain_multi row of the same run
+USES_MULTI_CONFIG = {"group_10k", "chord_1k"}
 
 HIGHER, LOWER = "higher", "lower"
-# (row label, workload, field in the result, better direction, format)
+# (row label, workload, field in the result, better direction, format); "{n}" in a label is
+# the workload's N in this run (10k, 500...)
 ROWS = [
     ("Enqueue, one call at a time (calls/s)", "enqueue", "value", HIGHER, "{:,.0f}"),
     ("Bulk enqueue (msgs/s)", "bulk", "value", HIGHER, "{:,.0f}"),
@@ -79,9 +88,19 @@ ROWS = [
     ("Progress updates in a task (updates/s)", "progress", "value", HIGHER, "{:,.0f}"),
     ("Solo worker RSS after drain (MB)", "drain_solo", "rss_mb", LOWER, "{:.1f}"),
     ("Mixed workload: short tasks done after (s)", "mixed", "value", LOWER, "{:.2f}"),
+    ("Group of {n} no-ops, send->all results (tasks/s)", "group_10k", "value", HIGHER,
+     "{:,.0f}"),
+    ("Chord of {n} + sum body, send->sum (tasks/s)", "chord_1k", "value", HIGHER, "{:,.0f}"),
+    ("Chain of {n} steps, per step (ms)", "chain_100", "ms_per_step", LOWER, "{:.2f}"),
 ]
 # rows whose cell also names the worker setting used
-SHOW_CONFIG = {"drain_multi", "mixed"}
+SHOW_CONFIG = {"drain_multi", "mixed", "group_10k", "chord_1k"}
+# rows whose cell also gives the end-to-end seconds
+SHOW_ELAPSED = {"group_10k", "chord_1k", "chain_100"}
+# rows whose cell is also given as a multiple of one synchronous Redis round trip
+PER_ROUND_TRIP = {"chain_100"}
+#: the target tracked for a chain step: its overhead under this many Redis round trips
+CHAIN_STEP_TARGET = 2.0
 # drain rows and the floor (bench/floors.py) each cell is also given as a share of
 FLOOR_OF = {"drain_solo": "drain_solo", "drain_multi": "drain_parallel"}
 
@@ -189,6 +208,11 @@ def cell_value(entry: dict | None, fld: str) -> float | None:
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
+def seconds_text(s: float) -> str:
+    """1.234 -> '1.23 s', 0.0512 -> '51.2 ms' (the end-to-end time in a canvas cell)."""
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1000:.3g} ms"
+
+
 def cell_text(entry: dict | None, fld: str, fmt: str, workload: str) -> str:
     if entry is None:
         return "-"
@@ -200,8 +224,13 @@ def cell_text(entry: dict | None, fld: str, fmt: str, workload: str) -> str:
     if v is None:
         return "-"
     text = fmt.format(v)
+    extra = []
+    if workload in SHOW_ELAPSED and isinstance(entry["result"].get("elapsed_s"), (int, float)):
+        extra.append(seconds_text(entry["result"]["elapsed_s"]))
     if workload in SHOW_CONFIG:
-        text += f" ({entry['result'].get('config', '?')})"
+        extra.append(str(entry["result"].get("config", "?")))
+    if extra:
+        text += f" ({', '.join(extra)})"
     if fld == "rss_mb" and entry["result"].get("rss_processes", 1) > 1:
         text += f" ({entry['result']['rss_processes']} procs)"
     return text
@@ -216,15 +245,43 @@ def floor_share(entry: dict | None, workload: str, fld: str, floors: dict) -> st
     return f" = {v / floor:.0%} of floor"
 
 
+def round_trip_ms(reference: dict | None) -> float | None:
+    """One synchronous round trip (redis-py ``ping()``, see round_trip_reference) in ms."""
+    rate = (reference or {}).get("client")
+    return 1000 / rate if rate else None
+
+
+def round_trip_share(entry: dict | None, workload: str, fld: str,
+                     reference: dict | None) -> str:
+    """`` = N.Nx RTT`` for a cell of PER_ROUND_TRIP, else ''."""
+    rtt = round_trip_ms(reference) if workload in PER_ROUND_TRIP else None
+    v = cell_value(entry, fld)
+    if not rtt or v is None:
+        return ""
+    return f" = {v / rtt:.1f}x RTT"
+
+
+def short_n(n) -> str:
+    """10000 -> '10k', 500 -> '500' (the N in a row's label)."""
+    if not isinstance(n, int):
+        return "N"
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
 def build_table(results: dict, libs: list[str], anchors: list[str], fj: str | None,
-                floors: dict | None = None) -> tuple:
+                floors: dict | None = None, reference: dict | None = None,
+                plan: dict | None = None) -> tuple:
     header = ["Workload", *libs, "ratio vs best anchor"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows_json = []
     floors = floors or {}
     for label, workload, fld, better, fmt in ROWS:
+        if plan is not None and workload not in plan:
+            continue  # not selected (--workloads)
+        label = label.format(n=short_n(((plan or {}).get(workload) or ({}, 0))[0].get("n")))
         cells = [cell_text(results[lib].get(workload), fld, fmt, workload)
                  + floor_share(results[lib].get(workload), workload, fld, floors)
+                 + round_trip_share(results[lib].get(workload), workload, fld, reference)
                  for lib in libs]
         anchor_vals = {a: cell_value(results[a].get(workload), fld) for a in anchors}
         anchor_vals = {a: v for a, v in anchor_vals.items() if v is not None}
@@ -305,10 +362,12 @@ def _best_anchor(results: dict, anchors: list[str], workload: str, fld: str, pic
     return best, vals[best]
 
 
-def floor_lines(floors: dict, results: dict, anchors: list[str], fj: str | None) -> list[str]:
+def floor_lines(floors: dict, results: dict, anchors: list[str], fj: str | None,
+                reference: dict | None = None) -> list[str]:
     """The "Floors on this machine" bullets: each floor with flask-jobs' (and the best
     anchor's) figure set against it. A floor that was not measured gets no line (the run's
-    notes say why); a library without a figure is left out of its line."""
+    notes say why); a library without a figure is left out of its line. The chain row's
+    time per step is set against one synchronous Redis round trip (``reference``)."""
 
     def ok(name: str) -> dict | None:
         f = floors.get(name)
@@ -360,6 +419,19 @@ def floor_lines(floors: dict, results: dict, anchors: list[str], fj: str | None)
                 f"; lightest anchor ({best}) {val:.1f} MB = {val - f['redis']:+.1f} MB over `import redis`"
             )
         lines.append(text)
+    rtt = round_trip_ms(reference)
+    if rtt:
+        text = (f"chain step: one synchronous Redis round trip (RTT: redis-py `ping()`, above)"
+                f" {rtt:.3f} ms; target: a step under {CHAIN_STEP_TARGET:g}x it")
+        mine = fj_value("chain_100", "ms_per_step")
+        if mine is not None:
+            verdict = "met" if mine / rtt < CHAIN_STEP_TARGET else "not met"
+            text += f"; flask-jobs {mine:.3f} ms/step = {mine / rtt:.1f}x it ({verdict})"
+        best, val = _best_anchor(results, anchors, "chain_100", "ms_per_step", min)
+        if best:
+            text += f"; best anchor ({best}) {val:.3f} ms/step = {val / rtt:.1f}x"
+        if mine is not None or best:
+            lines.append(text)
     return lines
 
 
@@ -393,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         " flask-jobs always runs when bench/flask_jobs_bench.py is importable",
     )
     ap.add_argument("--quick", action="store_true", help="small N: a fast smoke run")
+    ap.add_argument(
+        "--workloads",
+        help="comma-separated workloads to run (default: all); group_10k and chord_1k use the"
+        " best setting of drain_multi when it is run too, else each library's first one",
+    )
     ap.add_argument("--json", help="also write the JSON results to this path")
     ap.add_argument("--no-flask-jobs", action="store_true", help="run the anchors only")
     ap.add_argument(
@@ -421,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"flask-jobs column skipped: {why}")
     libs = list(modules)
     plan = QUICK if args.quick else FULL
+    if args.workloads:
+        chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        unknown = [w for w in chosen if w not in plan]
+        if unknown:
+            ap.error(f"unknown workload: {', '.join(unknown)} (choose from {', '.join(plan)})")
+        plan = {w: p for w, p in plan.items() if w in chosen}
 
     compile_sources()
     for old in LOG_DIR.glob("*.log"):  # worker logs of this run only
@@ -461,7 +544,11 @@ def main(argv: list[str] | None = None) -> int:
         for workload, (params, limit) in plan.items():
             for lib in libs:
                 t0 = time.perf_counter()
-                entry = run_workload(modules[lib], server.url, workload, params, limit, token)
+                lib_params = dict(params)
+                multi = results[lib].get("drain_multi") or {}
+                if workload in USES_MULTI_CONFIG and multi.get("ok"):
+                    lib_params["config"] = multi["result"]["config"]
+                entry = run_workload(modules[lib], server.url, workload, lib_params, limit, token)
                 results[lib][workload] = entry
                 shown = entry["result"] if entry.get("ok") else entry.get("error")
                 took = time.perf_counter() - t0
@@ -474,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     table, rows_json = build_table(results, libs, anchors, fj,
-                                   floors if "error" not in floors else {})
+                                   floors if "error" not in floors else {}, reference, plan)
     wall = time.perf_counter() - started
     versions = {lib: info.get(lib, {}).get("versions", {}) for lib in libs}
     print()
@@ -500,7 +587,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {lib}: {v}; solo worker: `{solo}`; bulk: {i.get('bulk_api', '?')}")
     for note in notes:
         print(f"- note: {note}")
-    lines = floor_lines(floors, results, anchors, fj)
+    for workload in plan:
+        for lib in libs:
+            entry = results[lib].get(workload) or {}
+            if entry.get("na"):
+                print(f"- n/a: {lib} {workload}: {entry.get('error', '?')}")
+    lines = floor_lines(floors, results, anchors, fj, reference)
     if lines:
         print()
         print("Floors on this machine (no job queue; `bench/floors.py`):")
@@ -524,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "info": info,
         "round_trip_reference": reference,
+        # chain_100's ms per step / one redis-py ping() round trip (target < CHAIN_STEP_TARGET)
+        "chain_step_vs_round_trip": {
+            lib: v / round_trip_ms(reference)
+            for lib in libs
+            if round_trip_ms(reference)
+            and (v := cell_value(results[lib].get("chain_100"), "ms_per_step")) is not None
+        },
         "floors": floors,
         "results": results,
         "table": rows_json,

@@ -40,6 +40,16 @@ def echo(x):
     return x
 
 
+def add1(x: int) -> int:
+    """One step of the chain workload: ``add1.s(0) | add1.s() | ...`` ends at the step count."""
+    return x + 1
+
+
+def tsum(values) -> int:
+    """The body of the chord workload: the sum of the header's results."""
+    return sum(values)
+
+
 def progress(n: int, update: Callable[[int, int], object]) -> float:
     """Call ``update(i, n)`` n times (the library's progress API); store and return elapsed s."""
     t0 = time.perf_counter()

@@ -31,6 +31,16 @@ def echo(x):
     return c.echo(x)
 
 
+@app.task(name="bench.add1")
+def add1(x):
+    return c.add1(x)
+
+
+@app.task(name="bench.tsum")
+def tsum(values):
+    return c.tsum(values)
+
+
 @app.task(name="bench.progress", bind=True)
 def progress(self, n):
     def update(i, total):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.harness import Adapter, WorkerConfig
+from bench.harness import Adapter, Canvas, WorkerConfig
 
 
 def _worker(*opts: str, name: str = "bench1") -> list[str]:
@@ -33,9 +33,12 @@ class CeleryAdapter(Adapter):
     bulk_api = "apply_async(producer=...) loop on one pooled producer"
 
     def setup(self) -> None:
+        import celery
+
         from bench.anchors import celery_app
 
         self.m = celery_app
+        self.celery = celery
 
     def enqueue_noop(self) -> None:
         self.m.noop.delay()
@@ -56,6 +59,21 @@ class CeleryAdapter(Adapter):
 
     def enqueue_progress(self, n: int) -> None:
         self.m.progress.delay(n)
+
+    def group_canvas(self, n: int) -> Canvas:
+        # GroupResult.get() on the Redis backend is join_native (batched MGETs + pub/sub).
+        sig = self.celery.group(self.m.noop.s() for _ in range(n))
+        return Canvas(sig.apply_async, lambda res, timeout: res.get(timeout=timeout))
+
+    def chord_canvas(self, n: int) -> Canvas:
+        # The Redis backend counts the header in Redis and runs the body (no polling task).
+        header = self.celery.chord(self.m.echo.s(i) for i in range(n))
+        body = self.m.tsum.s()
+        return Canvas(lambda: header(body), lambda res, timeout: res.get(timeout=timeout))
+
+    def chain_canvas(self, n: int) -> Canvas:
+        sig = self.celery.chain(self.m.add1.s(0), *(self.m.add1.s() for _ in range(n - 1)))
+        return Canvas(sig.apply_async, lambda res, timeout: res.get(timeout=timeout))
 
     def enqueue_mixed(self, seconds: float, kind: str) -> None:
         self.m.mixed.delay(seconds, kind)

@@ -30,3 +30,15 @@ def mixed(seconds, kind):
 @dramatiq.actor(actor_name="bench_echo", store_results=True)
 def echo(x):
     return c.echo(x)
+
+
+@dramatiq.actor(actor_name="bench_noop_stored", store_results=True)
+def noop_stored():
+    """The no-op with its (None) result stored: what ``group.get_results`` waits for (the
+    group workload; the plain ``noop`` stores nothing, as Dramatiq's default)."""
+    c.noop()
+
+
+@dramatiq.actor(actor_name="bench_add1", store_results=True)
+def add1(x):
+    return c.add1(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.harness import Adapter, WorkerConfig
+from bench.harness import Adapter, Canvas, NotSupported, WorkerConfig
 
 
 def _worker(processes: int, threads: int) -> list[str]:
@@ -27,9 +27,12 @@ class DramatiqAdapter(Adapter):
     supports_progress = False  # Dramatiq has no task progress/state API
 
     def setup(self) -> None:
+        import dramatiq
+
         from bench.anchors import dramatiq_app
 
         self.m = dramatiq_app
+        self.dramatiq = dramatiq
 
     def enqueue_noop(self) -> None:
         self.m.noop.send()
@@ -45,6 +48,29 @@ class DramatiqAdapter(Adapter):
     def roundtrip(self, x: int, timeout: float):
         msg = self.m.echo.send(x)
         return msg.get_result(block=True, timeout=int(timeout * 1000))
+
+    def group_canvas(self, n: int) -> Canvas:
+        # noop_stored: the no-op with store_results=True, so the group has results to wait for.
+        g = self.dramatiq.group(self.m.noop_stored.message() for _ in range(n))
+
+        def collect(group, timeout: float) -> list:
+            return list(group.get_results(block=True, timeout=int(timeout * 1000)))
+
+        return Canvas(g.run, collect)
+
+    def chord_canvas(self, n: int) -> Canvas:
+        raise NotSupported(
+            "no chord: a group's completion callback (GroupCallbacks) gets no results"
+        )
+
+    def chain_canvas(self, n: int) -> Canvas:
+        message = self.m.add1.message
+        pipe = self.dramatiq.pipeline([message(0), *(message() for _ in range(n - 1))])
+
+        def collect(p, timeout: float):
+            return p.get_result(block=True, timeout=int(timeout * 1000))
+
+        return Canvas(pipe.run, collect)
 
     def enqueue_mixed(self, seconds: float, kind: str) -> None:
         self.m.mixed.send(seconds, kind)

@@ -30,3 +30,22 @@ def mixed(seconds, kind):
 @huey.task()
 def echo(x):
     return c.echo(x)
+
+
+@huey.task()
+def noop_stored():
+    """The no-op for the group workload. Huey stores no ``None`` result (``store_none=False``,
+    its default, kept for the other rows), so a blocking ``get`` of one would never return:
+    this one returns ``True`` instead (same body, one stored result per task as elsewhere)."""
+    c.noop()
+    return True
+
+
+@huey.task()
+def add1(x):
+    return c.add1(x)
+
+
+@huey.task()
+def tsum(values):
+    return c.tsum(values)

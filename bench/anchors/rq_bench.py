@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 
-from bench.harness import Adapter, WorkerConfig
+from bench.harness import Adapter, Canvas, NotSupported, WorkerConfig
 
 QUEUE = "bench"
 SIMPLE = "rq.worker.SimpleWorker"  # documented worker class that runs jobs without forking
@@ -58,6 +60,37 @@ class RQAdapter(Adapter):
         if result is None:
             raise TimeoutError("no result")
         return result.return_value
+
+    def group_canvas(self, n: int) -> Canvas:
+        # RQ has no group result: Queue.enqueue_many (one pipeline), then each job's result.
+        datas = [self.Queue.prepare_data(self.m.noop) for _ in range(n)]
+
+        def send() -> list:
+            with self.conn.pipeline() as pipe:
+                jobs = self.q.enqueue_many(datas, pipeline=pipe)
+                pipe.execute()
+            return jobs
+
+        def collect(jobs: list, timeout: float) -> list:
+            deadline = time.monotonic() + timeout
+            out = []
+            for job in jobs:
+                left = max(1, math.ceil(deadline - time.monotonic()))
+                result = job.latest_result(timeout=left)  # blocking XREAD
+                if result is None:
+                    raise TimeoutError(f"timed out after {timeout:.0f}s: {len(out)} results")
+                if result.type != result.Type.SUCCESSFUL:
+                    raise RuntimeError(f"job {job.id} ended {result.type.name}")
+                out.append(result.return_value)
+            return out
+
+        return Canvas(send, collect)
+
+    def chord_canvas(self, n: int) -> Canvas:
+        raise NotSupported("depends_on does not pass the dependencies' results to the job")
+
+    def chain_canvas(self, n: int) -> Canvas:
+        raise NotSupported("depends_on does not pass the previous job's result on")
 
     def enqueue_progress(self, n: int) -> None:
         self.q.enqueue(self.m.progress, n, job_timeout=600)
