@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from flask import Flask
 
 from flask_jobs import (
     ChordError,
     GroupResult,
+    Jobs,
     chain,
     chord,
     chunks,
@@ -340,12 +342,25 @@ def test_chord_with_an_empty_header_runs_the_body_with_an_empty_list(app, jobs_w
     assert chord([], tsum.s())().get(timeout=T) == 0
 
 
-def test_chord_by_name_from_a_process_that_never_imported_the_tasks(app, jobs_worker):
-    header = [signature("tests.apps.basic.add", args=(i, i)) for i in range(5)]
-    body = signature("tests.apps.basic.tsum")
-    assert chord(header, body)().get(timeout=T) == 20
-    c = json.loads(json.dumps(chord(header, body)))
-    assert maybe_signature(c).apply_async().get(timeout=T) == 20
+def test_canvas_by_name_from_an_app_that_has_none_of_the_tasks(app, jobs_redis_url,
+                                                                jobs_worker):
+    # A second app on the same Redis, with no task registered: it sends workflows by name
+    # only; the worker (of the test app) runs them.
+    sender = Flask("sender")
+    sender.config["JOBS_BROKER_URL"] = jobs_redis_url
+    sender_jobs = Jobs(sender)
+    assert not [n for n in sender_jobs.tasks if n.startswith("tests.")]
+    with sender.app_context():
+        header = [signature("tests.apps.basic.add", args=(i, i)) for i in range(5)]
+        body = signature("tests.apps.basic.tsum")
+        assert chord(header, body)().get(timeout=T) == 20
+        c = json.loads(json.dumps(chord(header, body)))  # plain JSON, as a message carries it
+        assert maybe_signature(c).apply_async().get(timeout=T) == 20
+        pipeline = (signature("tests.apps.basic.add", args=(2, 2))
+                    | signature("tests.apps.basic.mul", args=(10,)))
+        assert pipeline().get(timeout=T) == 40
+        assert group(signature("tests.apps.basic.add", args=(i, i)) for i in range(3))().get(
+            timeout=T) == [0, 2, 4]
 
 
 def test_revoking_a_chord(app, jobs_redis):
@@ -376,3 +391,10 @@ def test_chunks(app, jobs_worker):
         res.get(timeout=T)
     g = add.chunks(zip(range(100), range(100)), 10).group()
     assert isinstance(g, group) and len(g) == 10
+
+
+def test_chord_in_eager_mode(app, jobs_eager, jobs_redis):
+    assert chord((add.s(i, i) for i in range(10)), tsum.s())().get() == 90
+    assert (group(add.s(i, i) for i in range(3)) | tsum.s())().get() == 6
+    assert ~tsum.map([[1, 2], [3]]) == [3, 3]
+    assert jobs_redis.keys("jobs:*") == []
