@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .canvas import Signature, chain, chord, chunks, group, maybe_signature, signature, xmap, xstarmap
+from .canvas import (
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    subtask,
+    xmap,
+    xstarmap,
+)
 from .exceptions import (
     ChordError,
     MaxRetriesExceededError,
@@ -38,6 +49,7 @@ __all__ = [
     "group",
     "maybe_signature",
     "signature",
+    "subtask",
     "xmap",
     "xstarmap",
 ]

@@ -10,7 +10,8 @@ key                            type     what it holds, and when it goes away
                                         ``att`` (delivery attempt, the fencing token), ``dlv``
                                         (deliveries since the last enqueue), ``worker``, ``rtype`` +
                                         ``result`` (result or meta), ``tb``, ``st`` (started),
-                                        ``done``, ``upd``, ``exp``, ``owner``, ``reason``, ``sus``
+                                        ``done``, ``upd``, ``exp``, ``owner``, ``reason``, ``rls``
+                                        (the rate-limit slot it waits for), ``sus``
                                         (a suspect: held by a worker that died holding several
                                         tasks; claimed and run alone), ``ph`` (a placeholder for a
                                         chain's task: no message, expires like a result;
@@ -46,10 +47,12 @@ key                            type     what it holds, and when it goes away
                                         reaper.
 ``P g:<group>``                 list     Member task ids of a group, in order; expires with the records.
 ``P gc:<id>``                  hash     Counters of a group (``total``, ``done``, ``ok``, ``failed``,
-                                        ``revoked``, ``fail``: the first to fail, ``owner``,
+                                        ``revoked``, ``fail``: the first to fail, ``owner``
+                                        (``\\0mixed`` when the members' differ),
                                         ``upd``, ``at``: created, a chord's held ``body`` until its
                                         header is done) or of a chain (``total`` steps, ``done``,
-                                        ``cur``: the step running, ``upd``, ``at``, ``owner``).
+                                        ``cur``: the step running, ``last``: its result's id,
+                                        ``upd``, ``at``, ``owner``).
                                         Moved by the scripts that write final
                                         states, so a workflow's status is one read. Expires with
                                         the records.
@@ -72,7 +75,8 @@ key                            type     what it holds, and when it goes away
 ``P dlq``                      list     Dead letters: JSON ``{id, name, reason, at}``, capped.
 ``P stats``                    hash     Counters: ``expired``, ``dead``, ``stale_writes``, ``reaped``,
                                         ``purged``.
-``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change.
+``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change;
+                                        of a group or chain id, each member's or step's progress.
 ``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).
 =============================  =======  ==============================================================
 

@@ -296,7 +296,11 @@ def build_message(
     if chord is not None:
         body["chord"] = chord
     if chain:
-        body["chain"] = _signature_list(chain)
+        # (not copied item by item as link is: a chain's rest is long, comes from a message
+        # decoded by the worker or from chain.prepare, and every step passes it on)
+        if not isinstance(chain, list) or not all(isinstance(s, dict) for s in chain):
+            raise TypeError(f"chain must be a list of signatures, not {chain!r}")
+        body["chain"] = chain
     dedup_ttl_ms = 0
     if dedup_key is not None:
         if not isinstance(dedup_key, str) or not dedup_key:

@@ -98,3 +98,13 @@ def test_revoking_a_chain_by_its_url_stops_it(app: Flask, client: Any, jobs_redi
     assert r.status_code == 200
     wait_for(lambda: result.parent.state == "REVOKED", 10, "the running step to be stopped")
     assert result.state == "REVOKED"
+
+
+def test_an_earlier_step_of_a_chain_has_its_own_status(app: Flask, client: Any,
+                                                       jobs_worker: Any) -> None:
+    result = chain(basic.add.si(1, 1), basic.add.si(2, 2), basic.add.si(3, 3))()
+    assert result.get(timeout=10) == 6
+    body = status(client, result.parent.parent.id)
+    assert (body["state"], body["result"], body["current"], body["total"]) == (
+        "SUCCESS", 2, None, None)
+    assert status(client, result.id)["total"] == 3

@@ -4,10 +4,12 @@ A chain is composed as Celery composes it (``a | b``): a chain in a chain is fla
 with one member becomes that member, a group followed by a task becomes a chord, and a task
 after a chord joins the chord's body.
 
-Sending gives every step its id in advance, links each step to the next (the worker sends the
-next one with the result in front of its arguments), writes a PENDING placeholder for every
-task step (so the chain's status URL, its last step's, answers at once) and the chain's
-counters (so that URL shows how far the whole chain is), then sends the first step.
+Sending gives every step its id in advance, gives the first step the later ones as a flat
+stack (its ``chain`` option, as Celery's ``request.chain``: the worker pops the next step and
+sends it with the result in front of its arguments and the rest of the stack), writes a
+PENDING placeholder for every task step (so the chain's status URL, its last step's, answers at
+once) and the chain's counters (so that URL shows how far the whole chain is), then sends the
+first step.
 """
 
 from __future__ import annotations

@@ -110,16 +110,16 @@ end
 -- Task dst replaced itself (Task.replace) with work whose result is task src: once src is
 -- final, its state and result become dst's, and dst counts in its own group and chain (and
 -- forwards in turn if it replaced another). Until then src keeps dst in its fwd field, and
--- settle() calls this again when src is final.
+-- settle() calls this again when src is final. Returns false if src is gone (expired).
 forward = function(src, dst)
   local sk, dk = tkey(src), tkey(dst)
   local f = redis.call('HMGET', sk, 'state', 'rtype', 'result', 'tb')
   if not (f[1] and FINAL[f[1]]) then
     if f[1] then redis.call('HSET', sk, 'fwd', dst) end
-    return
+    return f[1] ~= false
   end
   local d = redis.call('HMGET', dk, 'state', 'group', 'chain')
-  if not d[1] or FINAL[d[1]] then return end
+  if not d[1] or FINAL[d[1]] then return true end
   redis.call('HDEL', dk, 'body', 'rtype', 'result', 'tb')
   redis.call('HSET', dk, 'state', f[1], 'done', NOW, 'upd', NOW)
   if f[2] then redis.call('HSET', dk, 'rtype', f[2]) end
@@ -129,6 +129,7 @@ forward = function(src, dst)
   if pttl > 0 then redis.call('PEXPIRE', dk, pttl) end
   publish(dst, f[1])
   settle(dst, f[1], d[2], d[3])
+  return true
 end
 
 -- Quarantine a task: FAILURE with the reason, body kept for `flask jobs dlq requeue`.
@@ -238,9 +239,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     elseif kind == 'X' then
       redis.call('HDEL', active, id)
       redis.call('HDEL', rk, 'sus', 'body')
-      if opt ~= '' then
-        forward(opt, id)
-      else
+      if opt == '' or not forward(opt, id) then  -- (its replacement is gone: expire it too)
         redis.call('PEXPIRE', rk, ttl)
       end
     end

@@ -1,6 +1,6 @@
 -- placeholders.lua: a chain was sent. Write a PENDING record for each of its tasks, so the
 -- chain's status URL (its last task's) reads PENDING from the start, not "unknown" until the
--- chain gets there, and the chain's counters (gc:<chain>: total, done; each record names the
+-- chain gets there, and the chain's counters (gc:<chain>: total, done, last; each record names the
 -- chain, so its final state counts there and its progress shows as the chain's current step).
 -- A placeholder (field ph) holds no message: enqueue.lua takes it over when the task is sent,
 -- unless it was revoked or failed (fail_links.lua) before that. It expires like a result, in
@@ -24,7 +24,8 @@ for i = 5, #ARGV, 3 do
 end
 if chain ~= '' then
   local ck = P .. 'gc:' .. chain
-  redis.call('HSET', ck, 'total', (#ARGV - 4) / 3, 'done', 0, 'upd', NOW, 'at', NOW)
+  redis.call('HSET', ck, 'total', (#ARGV - 4) / 3, 'done', 0, 'upd', NOW, 'at', NOW,
+    'last', ARGV[#ARGV - 2])  -- (the chain's result: its status follows the whole chain)
   if owner ~= '' then redis.call('HSET', ck, 'owner', owner) end
   redis.call('PEXPIRE', ck, ttl)
 end

@@ -107,12 +107,14 @@ def _task_found(st: AppState, jobs: Registry, task_id: str, record: Record,
 #: one answers from its counters alone.
 CHILDREN_LIMIT = 100
 #: The counters a workflow's status reads (``gc:<id>``).
-_COUNTERS = ("total", "done", "ok", "failed", "revoked", "fail", "at", "upd", "owner", "cur")
+_COUNTERS = ("total", "done", "ok", "failed", "revoked", "fail", "at", "upd", "owner", "cur",
+             "last")
 
 
 def lookup(jobs: Registry, ident: str) -> Found | None:
-    """Read the status of a task, group, chain or chord id: one or two round trips, however
-    many members a workflow has.
+    """Read the status of a task, group, chain or chord id: one round trip for a task or a
+    large group, two for a group listing its children or a workflow's result, three while a
+    chain's step runs (its progress), however many members a workflow has.
 
     A group answers from its counters; a chain's result (its last step) folds in the chain's
     counters and the running step's progress; a chord's result (its body) folds in its
@@ -156,6 +158,8 @@ def _workflow_found(st: AppState, found: Found, workflow: str, is_chain: bool,
                  strict=True))
     if c["total"] is None:  # expired meanwhile: the task's own status
         return found
+    if is_chain and c["last"] is not None and text(c["last"]) != found.result.id:
+        return found  # an earlier step of a chain: its own status
     total, done = int(c["total"]), int(c["done"] or 0)
     channels = [*found.channels, st.keys.events(workflow)]
     if is_chain:

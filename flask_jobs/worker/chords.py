@@ -2,7 +2,8 @@
 
 The body's message carries ``chord = {"header": <group id>, "results": bool}`` (see
 :mod:`flask_jobs.canvas.chord`). The script that counted the header's last task queued it; the
-worker reads the header's member records in one round trip: every result, in the header's order
+worker reads the header's member list, then its member records (two pipelined round trips,
+one more to describe a failure): every result, in the header's order
 (put in front of the body's arguments unless it is immutable), or the first failure, which fails
 the body with :class:`~flask_jobs.exceptions.ChordError` instead of running it.
 """

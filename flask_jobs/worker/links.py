@@ -1,9 +1,13 @@
-"""After a task: send its callbacks (``link``, ``link_error``) and settle the rest of its chain.
+"""After a task: send the next step of its chain, its callbacks (``link``) or errbacks
+(``link_error``), and settle the rest of its chain when it failed.
 
-A chain is sent as its first task with the others nested in ``link`` options, each with its id
-fixed in advance (see :class:`~flask_jobs.chain`). So when a task of a chain fails or is revoked,
-the tasks after it will never be sent; their ids get the same outcome (as Celery does), so
-``get()`` on the chain's result raises instead of waiting for ever.
+A chain is sent as its first task, carrying the later steps as a flat stack (its ``chain``
+field, the next step last), each with its id fixed in advance (see
+:class:`~flask_jobs.chain`): a task that succeeds sends the next step with its result and the
+rest of the stack. When a task of a chain fails or is revoked, the steps after it will never be
+sent; their ids get the same outcome (as Celery does), so ``get()`` on the chain's result
+raises instead of waiting for ever. (Chains sent by older versions nest the steps in ``link``
+options; those are followed too.)
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ log = logging.getLogger("flask_jobs.worker")
 
 
 def follow(rt: Runtime, client: redis.Redis, request: Context, outcome: Outcome) -> None:
-    """Act on a finished task's ``link``/``link_error`` for its outcome."""
+    """Act on a finished task's ``chain``, ``link`` and ``link_error`` for its outcome: on
+    success the next step and the callbacks, on failure the errbacks; a failed or revoked
+    task's later steps get its outcome."""
     if outcome.state == states.SUCCESS:
         if request.chain:
             send_next(rt, client, request.chain, outcome.retval)
