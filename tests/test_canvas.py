@@ -217,6 +217,9 @@ def test_seed_idioms(app, jobs_worker):
     assert group(tasks.add.s(i, i) for i in range(10))().get(timeout=10) == [
         0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
     assert chain(tasks.add.s(2, 2), tasks.add.s(5), tasks.mul.s(8))().get(timeout=10) == 72
+    # header: [3, 12]; body: xsum([3, 12])
+    promise = chord(header=[tasks.add.s(1, 2), tasks.mul.s(3, 4)], body=tasks.xsum.s())()
+    assert promise.get(timeout=10) == 15
 
 
 def test_canvas_in_eager_mode(app, jobs_eager, jobs_redis):
