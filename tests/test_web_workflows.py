@@ -77,7 +77,6 @@ def test_group_status_fails_as_soon_as_a_member_fails(app: Flask, client: Any,
     body = wait_for(lambda: (s := status(client, g.id))["state"] == "FAILURE" and s, 10)
     assert (body["current"], body["failed"], body["error"]["type"]) == (1, 1, "GroupFailed")
     assert [c["state"] for c in body["children"]][0] == "FAILURE"
-    assert lookup(basic.jobs, g.id).channels == [f"jobs:ev:{g.id}"]  # one channel, not two
     jobs_redis.rpush("gate", 1)
     assert g.get(timeout=10, propagate=False)[1] == "1"
 
@@ -108,3 +107,13 @@ def test_an_earlier_step_of_a_chain_has_its_own_status(app: Flask, client: Any,
     assert (body["state"], body["result"], body["current"], body["total"]) == (
         "SUCCESS", 2, None, None)
     assert status(client, result.id)["total"] == 3
+
+
+def test_a_large_group_streams_from_one_channel(app: Flask, client: Any) -> None:
+    small = group(basic.add.s(i, i) for i in range(3)).apply_async()
+    found = lookup(basic.jobs, small.id)
+    # (a listed member's channel too: its start and progress show in ``children``)
+    assert found.channels == [f"jobs:ev:{small.id}", *(f"jobs:ev:{r.id}" for r in small)]
+    large = group(basic.add.s(i, i) for i in range(150)).apply_async()
+    found = lookup(basic.jobs, large.id)
+    assert found.channels == [f"jobs:ev:{large.id}"] and "children" not in found.body

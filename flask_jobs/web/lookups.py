@@ -236,8 +236,10 @@ def _group_found(st: AppState, jobs: Registry, group_id: str, c: dict[str, Any],
     result = _GroupSnapshot(group_id, [AsyncResult(m, jobs=jobs) for m in ids], jobs=jobs,
                             app=st.app)
     result.owner = next(iter(owners)) if owners else None
+    # A group's channel hears each member finish; a listed member's own channel its start and
+    # progress too (for the children's states), up to CHILDREN_LIMIT channels.
     return Found("group", result, counters_body(group_id, counters, children, now_ms), owners,
-                 [st.keys.events(group_id)])
+                 [st.keys.events(group_id), *(st.keys.events(m) for m in ids)])
 
 
 def _listed_group_found(st: AppState, jobs: Registry, group_id: str,
