@@ -32,6 +32,21 @@ def status(client: Any, ident: str) -> dict[str, Any]:
     return r.get_json()
 
 
+def count_pipelines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the size of every pipeline sent (one list entry per round trip)."""
+    import redis
+
+    calls: list[int] = []
+    real = redis.client.Pipeline.execute
+
+    def counting(self: Any, *a: Any, **k: Any) -> Any:
+        calls.append(len(self.command_stack))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    return calls
+
+
 def wait_state(client: Any, ident: str, *wanted: str, timeout: float = 10.0) -> dict[str, Any]:
     return wait_for(lambda: (s := status(client, ident))["state"] in wanted and s, timeout,
                     f"{ident} to reach {wanted}")
@@ -223,16 +238,7 @@ def test_group_reads_members_in_one_round_trip(app: Flask, client: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     g = group(basic.add.s(i, i) for i in range(50)).apply_async()
     client.get(f"/jobs/status/{g.id}")  # warm up the connection
-    import redis
-
-    calls = []
-    real = redis.client.Pipeline.execute
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        calls.append(len(self.command_stack))
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    calls = count_pipelines(monkeypatch)
     assert status(client, g.id)["total"] == 50
     # (record, counters, the first 101 members, time), then every member's state
     assert calls == [4, 50]
@@ -242,16 +248,7 @@ def test_a_large_group_is_read_from_its_counters(app: Flask, client: Any, jobs_w
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     g = group(basic.add.s(i, i) for i in range(1000)).apply_async()
     assert g.get(timeout=30)[-1] == 1998
-    import redis
-
-    calls = []
-    real = redis.client.Pipeline.execute
-
-    def counting(self: Any, *a: Any, **k: Any) -> Any:
-        calls.append(len(self.command_stack))
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    calls = count_pipelines(monkeypatch)
     body = status(client, g.id)
     assert calls == [4]  # one round trip, whatever the size
     assert (body["state"], body["current"], body["total"], body["completed"]) == (

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from ..message import build_message, new_task_id
-from ..result import AsyncResult
+from ..result import AsyncResult, GroupResult
 from ..state import Registry
 from .group import group, is_plain, send_members
 from .signature import Signature, jobs_of, maybe_signature
@@ -100,13 +100,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
             raise TypeError("This chord has no body yet: chord(header)(body) or "
                             "chord(header, body)")
         header = self.tasks.freeze()
-        result = self.body.freeze(_id)
-        node = result
-        while isinstance(node, AsyncResult) and node.parent is not None:
-            node = node.parent
-        if node is not header:
-            node.parent = header
-        return result
+        return _after_header(self.body.freeze(_id), header)
 
     def link(self, callback: Mapping[str, Any]) -> Any:
         """Link ``callback`` to the body (it runs once, after the body)."""
@@ -152,12 +146,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
                                 **held.options)
         header = send_members(state, jobs, gid, members, header_options, listed=True,
                               body=message, member_of=member_of or "")
-        node = result
-        while isinstance(node, AsyncResult) and node.parent is not None:
-            node = node.parent
-        if node is not header:
-            node.parent = header
-        return result
+        return _after_header(result, header)
 
     def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
               body: Any = None, **options: Any) -> Any:
@@ -174,6 +163,17 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     def __repr__(self) -> str:
         return f"chord({self.tasks!r}, {self.body!r})"
+
+
+def _after_header(result: Any, header: GroupResult) -> Any:
+    """``result`` (the body's), its first ``parent`` (a chain body's first step) given the
+    header's result as parent."""
+    node = result
+    while isinstance(node, AsyncResult) and node.parent is not None:
+        node = node.parent
+    if node is not header:
+        node.parent = header
+    return result
 
 
 def _held_body(body: Signature, body_id: str | None, options: dict[str, Any],
