@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .canvas import (
     Signature,
@@ -28,6 +30,23 @@ from .extension import Jobs
 from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task
 
+if TYPE_CHECKING:
+    from .schedules import crontab, schedule
+    from .solar_schedule import solar
+
+#: Names loaded on first use (Celery has them in ``celery.schedules``): a worker or a web
+#: process without periodic tasks does not load the schedule code.
+_LAZY = {"crontab": "schedules", "schedule": "schedules", "solar": "solar_schedule"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'flask_jobs' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "AsyncResult",
@@ -46,9 +65,12 @@ __all__ = [
     "chain",
     "chord",
     "chunks",
+    "crontab",
     "group",
     "maybe_signature",
+    "schedule",
     "signature",
+    "solar",
     "subtask",
     "xmap",
     "xstarmap",
