@@ -8,12 +8,13 @@ import time
 from typing import TYPE_CHECKING
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup, ScriptInfo, pass_script_info
 
 from .control import Control
 from .dead_letters import DeadLetters
-from .exceptions import BrokerUnavailable
+from .exceptions import BrokerUnavailable, ImproperlyConfigured
 from .worker.main import POOLS
 
 if TYPE_CHECKING:
@@ -45,11 +46,13 @@ INSPECT_METHODS = ("active", "reserved", "registered", "stats", "ping")
               help="Replace a prefork child after this many tasks.")
 @click.option("--shutdown-timeout", type=float,
               help="Seconds a warm shutdown waits for running tasks (default 25).")
+@click.option("-B", "--beat", is_flag=True,
+              help="Also run a beat (the periodic task scheduler) in this worker.")
 @pass_script_info
 def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues: str | None,
                    hostname: str | None, loglevel: str, prefetch: int | None,
                    optimization: str | None, max_tasks_per_child: int | None,
-                   shutdown_timeout: float | None) -> None:
+                   shutdown_timeout: float | None, beat: bool) -> None:
     """Start a worker: ``flask --app APP jobs worker -c 4``."""
     if pool == "gevent":
         try:
@@ -66,13 +69,124 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
         worker = Worker(app, pool=pool, concurrency=concurrency, queues=queue_list,
                         hostname=hostname, prefetch=prefetch,
                         max_tasks_per_child=max_tasks_per_child,
-                        shutdown_timeout=shutdown_timeout)
+                        shutdown_timeout=shutdown_timeout, beat=beat)
         click.echo(worker.banner())
     try:
         code = worker.start()
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, ImproperlyConfigured) as exc:
         raise click.ClickException(str(exc)) from None  # the reason, without a traceback
     sys.exit(code)
+
+
+@jobs_cli.command("beat", with_appcontext=False)
+@click.option("-l", "--loglevel", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                                case_sensitive=False))
+@click.option("--max-interval", type=click.FloatRange(min=0, min_open=True),
+              help="Longest sleep between two looks at the schedule, in seconds (default "
+                   "JOBS_BEAT_MAX_INTERVAL).")
+@click.option("-n", "--hostname", help="Node name in the beat's id (default beat@<host>).")
+@click.option("-s", "--schedule", "schedule_file", metavar="FILE",
+              help="Celery's schedule file, accepted for its command lines: the state of the "
+                   "schedule lives in Redis here, so no file is written.")
+@pass_script_info
+def beat_command(info: ScriptInfo, loglevel: str, max_interval: float | None,
+                 hostname: str | None, schedule_file: str | None) -> None:
+    """Send periodic tasks when they are due (as ``celery beat``). Run as many as you like:
+    one leads, each due run is sent once, and another takes over when the leader dies."""
+    import signal
+
+    from .beat import Beat
+    from .worker.main import configure_logging
+
+    app = info.load_app()
+    configure_logging(loglevel)
+    with app.app_context():
+        beat = Beat(app, max_interval=max_interval, hostname=hostname)
+        try:
+            beat.setup()
+        except (BrokerUnavailable, ImproperlyConfigured) as exc:
+            raise click.ClickException(str(exc)) from None
+        except redis.RedisError as exc:
+            raise click.ClickException(f"Cannot reach Redis at {beat.state.broker_url_safe}: "
+                                       f"{exc}") from None
+        click.echo(beat.banner())
+    if schedule_file:
+        click.echo(f"(-s {schedule_file}: not needed, the schedule's state is in Redis)")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: beat.stop())
+    beat.run()
+
+
+@jobs_cli.group("schedule")
+def schedule_group() -> None:
+    """List and change the periodic tasks (every beat sees changes at once)."""
+
+
+def _schedule_call(method: str, name: str) -> object:
+    try:
+        return getattr(current_app.extensions["jobs"].jobs.schedule, method)(name)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+
+
+@schedule_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry and line.")
+def schedule_list(as_json: bool) -> None:
+    """Show each periodic task with its schedule, next and last run."""
+    control = current_app.extensions["jobs"].jobs.schedule
+    entries = control.list()
+    for e in entries:
+        if as_json:
+            click.echo(json.dumps({
+                "name": e.name, "task": e.task, "schedule": repr(e.schedule),
+                "paused": e.paused, "source": e.source, "total_run_count": e.total_run_count,
+                "next_run_at": e.next_run_at and e.next_run_at.isoformat(),
+                "last_run_at": e.last_run_at and e.last_run_at.isoformat(),
+                "last_task_id": e.last_task_id}))
+            continue
+        nxt = "paused" if e.paused else (e.next_run_at.isoformat(" ", "seconds")
+                                          if e.next_run_at else "-")
+        last = e.last_run_at.isoformat(" ", "seconds") if e.last_run_at else "never"
+        click.echo(f"{e.name}  {e.task}  {e.schedule!r}\n    next: {nxt}  last: {last}  "
+                   f"runs: {e.total_run_count}  ({e.source})")
+    if not as_json:
+        leader = control.leader()
+        click.echo(f"{len(entries)} periodic task(s); "
+                   + (f"beat leader: {leader}" if leader else "no beat is running"))
+
+
+@schedule_group.command("pause")
+@click.argument("name")
+def schedule_pause(name: str) -> None:
+    """Stop sending NAME's runs until resumed."""
+    _schedule_call("pause", name)
+    click.echo(f"paused {name}")
+
+
+@schedule_group.command("resume")
+@click.argument("name")
+def schedule_resume(name: str) -> None:
+    """Send NAME's runs again, from its next due time."""
+    entry = _schedule_call("resume", name)
+    click.echo(f"resumed {name}: next run {entry.next_run_at}")  # type: ignore[attr-defined]
+
+
+@schedule_group.command("run")
+@click.argument("name")
+def schedule_run(name: str) -> None:
+    """Send one run of NAME now (its schedule is unchanged)."""
+    result = _schedule_call("run_now", name)
+    click.echo(f"sent {name}: task {result.id}")  # type: ignore[attr-defined]
+
+
+@schedule_group.command("remove")
+@click.argument("name")
+def schedule_remove(name: str) -> None:
+    """Delete NAME (an entry of the configuration comes back when a beat starts)."""
+    if not current_app.extensions["jobs"].jobs.schedule.remove(name):
+        raise click.ClickException(f"No periodic task named {name!r}")
+    click.echo(f"removed {name}")
 
 
 @jobs_cli.command("queues")

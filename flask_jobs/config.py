@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_TASK_DEFAULT_PRIORITY": DEFAULT_PRIORITY,
     "JOBS_TASK_TRACK_STARTED": True,
     "JOBS_BEAT_SCHEDULE": {},
+    "JOBS_BEAT_LEASE": 3.0,
+    "JOBS_BEAT_MAX_INTERVAL": 1.0,
+    "JOBS_BEAT_MISSED": "once",
+    "JOBS_BEAT_MISSED_CAP": 100,
     "JOBS_TIMEZONE": "UTC",
     "JOBS_ALWAYS_EAGER": False,
     "JOBS_EAGER_PROPAGATES": True,
@@ -87,6 +91,8 @@ _SECONDS = {
     "JOBS_BROKER_TIMEOUT": False,
     "JOBS_WORKER_SHUTDOWN_TIMEOUT": True,
     "JOBS_WORKER_PREFETCH_HOLD": True,
+    "JOBS_BEAT_LEASE": False,
+    "JOBS_BEAT_MAX_INTERVAL": False,
 }
 #: Keys holding whole numbers: (smallest, largest or None, whether None is allowed).
 _INTEGERS = {
@@ -97,8 +103,12 @@ _INTEGERS = {
     "JOBS_WORKER_CONCURRENCY": (1, None, True),
     "JOBS_TASK_DEFAULT_PRIORITY": (0, 9, False),
     "JOBS_BROKER_CONNECTION_MAX_RETRIES": (0, None, True),
+    "JOBS_BEAT_MISSED_CAP": (1, None, False),
 }
-_NAMES = ("JOBS_KEY_PREFIX", "JOBS_TASK_DEFAULT_QUEUE", "JOBS_TIMEZONE")
+#: What a periodic task does about runs missed while no beat ran (``JOBS_BEAT_MISSED``, or an
+#: entry's ``missed``): send one, send none, or send each (up to ``JOBS_BEAT_MISSED_CAP``).
+MISSED_POLICIES = ("once", "skip", "all")
+_NAMES = ("JOBS_KEY_PREFIX", "JOBS_TASK_DEFAULT_QUEUE")
 _URL_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "embedded:")
 
 
@@ -146,6 +156,14 @@ def check_config(config: Mapping[str, Any]) -> None:
     micros = 0.0 if poll is None else _number(poll)
     if micros is None or micros < 0:
         raise _fail("JOBS_BROKER_BUSY_POLL", poll, "microseconds, 0 or more (0 or None: off)")
+    check_timezone(config["JOBS_TIMEZONE"])
+    if config["JOBS_BEAT_MISSED"] not in MISSED_POLICIES:
+        raise _fail("JOBS_BEAT_MISSED", config["JOBS_BEAT_MISSED"],
+                    "'once' (send one run for all missed ones, as Celery), 'skip' or 'all'")
+    schedule = config["JOBS_BEAT_SCHEDULE"]
+    if schedule is not None and not isinstance(schedule, Mapping):
+        raise _fail("JOBS_BEAT_SCHEDULE", schedule, "a dict of entry name -> {'task': ..., "
+                    "'schedule': ...}")
     flag = config["JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP"]
     if not isinstance(flag, bool):
         raise _fail("JOBS_BROKER_CONNECTION_RETRY_ON_STARTUP", flag, "True or False")
@@ -167,6 +185,22 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise _fail(key, shown, "a Redis URL (redis://, rediss://, unix://), Sentinels "
                         "(sentinel://host:26379;sentinel://...) or 'embedded://'")
     check_transport_options(config["JOBS_BROKER_URL"], config["JOBS_BROKER_TRANSPORT_OPTIONS"])
+
+
+def check_timezone(name: Any) -> datetime.tzinfo:
+    """The :class:`~zoneinfo.ZoneInfo` of :data:`JOBS_TIMEZONE` ``name``.
+
+    :raises ImproperlyConfigured: ``name`` is not an IANA time zone name.
+    """
+    if name == "UTC":  # the default: no zoneinfo import for apps that keep it
+        return datetime.UTC
+    import zoneinfo  # (here: only apps that name a time zone pay for it)
+
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise _fail("JOBS_TIMEZONE", name, "an IANA time zone name such as 'UTC', "
+                    "'Europe/Berlin' or 'America/New_York'") from None
 
 
 def settings_for(config: MutableMapping[str, Any]) -> Settings:
@@ -263,6 +297,10 @@ class Settings:
     url_prefix: str
     register_blueprint: bool
     beat_schedule: Mapping[str, Any]
+    beat_lease: float
+    beat_max_interval: float
+    beat_missed: str
+    beat_missed_cap: int
     timezone: str
 
     @classmethod
@@ -307,6 +345,10 @@ class Settings:
             url_prefix=c["JOBS_URL_PREFIX"],
             register_blueprint=bool(c["JOBS_REGISTER_BLUEPRINT"]),
             beat_schedule=c["JOBS_BEAT_SCHEDULE"] or {},
+            beat_lease=_seconds(c["JOBS_BEAT_LEASE"]),
+            beat_max_interval=_seconds(c["JOBS_BEAT_MAX_INTERVAL"]),
+            beat_missed=c["JOBS_BEAT_MISSED"],
+            beat_missed_cap=int(float(c["JOBS_BEAT_MISSED_CAP"])),
             timezone=c["JOBS_TIMEZONE"],
         )
 

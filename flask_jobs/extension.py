@@ -8,7 +8,7 @@ settings in :class:`~flask_jobs.config.Settings`, the task registry in the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flask import Flask, Response
 
@@ -21,6 +21,9 @@ from .result import AsyncResult, BoundGroupResult
 from .state import AppState, Registry
 from .task import Task
 from .web.blueprint import make_blueprint
+
+if TYPE_CHECKING:
+    from .beat import ScheduleControl
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +146,47 @@ class Jobs(Registry):
         """Celery's ``app.control``: :meth:`~flask_jobs.control.Control.revoke` ids and
         :meth:`~flask_jobs.control.Control.purge` queues."""
         return Control(self)
+
+    # -- periodic tasks ------------------------------------------------------------------------
+
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Iterable[Any] = (),
+                          kwargs: dict[str, Any] | None = None, name: str | None = None,
+                          **opts: Any) -> str:
+        """Add a periodic task, as Celery's ``app.add_periodic_task``: usually from an
+        :attr:`on_after_configure` receiver, or before the beat starts.
+
+        :param schedule: seconds, a timedelta, :class:`~flask_jobs.crontab` or
+            :class:`~flask_jobs.solar`.
+        :param sig: the task call, e.g. ``test.s("hello")`` (arguments given here go in
+            front of its own, keyword arguments are merged, as Celery's ``sig.clone``).
+        :param name: the entry's name; default the call's repr, as Celery.
+        :param opts: :meth:`~flask_jobs.Task.apply_async` options, plus ``relative`` and
+            ``missed`` (see :doc:`/periodic`).
+        :returns: the entry's name.
+        """
+        if getattr(sig, "subtask_type", None) or not getattr(sig, "task", None):
+            raise TypeError("add_periodic_task takes a task's signature, such as "
+                            f"add.s(2, 2), not {sig!r}; to run a workflow periodically, "
+                            "schedule a task that starts it")
+        clone = sig.clone(tuple(args), kwargs or {})
+        key = name or repr(clone)
+        entry: dict[str, Any] = {"task": clone.task, "schedule": schedule,
+                                 "args": tuple(clone.args), "kwargs": dict(clone.kwargs),
+                                 "options": {**clone.options}}
+        for extra in ("relative", "missed"):
+            if extra in opts:
+                entry[extra] = opts.pop(extra)
+        entry["options"].update(opts)
+        self.periodic_tasks[key] = entry
+        return key
+
+    @property
+    def schedule(self) -> ScheduleControl:
+        """The periodic tasks at run time: :meth:`~flask_jobs.beat.ScheduleControl.add`,
+        ``remove``, ``pause``, ``resume``, ``run_now``, ``list`` (see :doc:`/periodic`)."""
+        from .beat import ScheduleControl  # (here: apps without periodic tasks do not load it)
+
+        return ScheduleControl(self)
 
     @property
     def GroupResult(self) -> BoundGroupResult:  # noqa: N802 - Celery's name

@@ -78,6 +78,16 @@ key                            type     what it holds, and when it goes away
 ``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change;
                                         of a group or chain id, each member's or step's progress.
 ``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).
+``P beat:e:<name>``            hash     A periodic task (see :mod:`flask_jobs.beat`): ``def`` (JSON:
+                                        task, schedule, args, kwargs, options, missed), ``src``
+                                        (``config`` or ``api``), ``next`` (due time, Redis ms),
+                                        ``last`` (when last sent), ``due`` (the due time it was sent
+                                        for), ``total`` (runs sent), ``last_id`` (the last task's
+                                        id), ``paused`` (``1`` when paused). No expiry.
+``P beat:due``                 zset     Names of the enabled periodic tasks, scored by ``next``.
+``P beat:names``               set      Names of every periodic task.
+``P beat:leader``              string   The beat process that may send periodic tasks: its id, ``PX``
+                                        :data:`JOBS_BEAT_LEASE` (renewed while it lives).
 =============================  =======  ==============================================================
 
 The Lua scripts in ``scripts/`` build the same names from the prefix (each also receives one of
@@ -186,3 +196,22 @@ class Keys:
     def control(self) -> str:
         """The broadcast channel to workers."""
         return f"{self.prefix}:control"
+
+    def beat_entry(self, name: str) -> str:
+        """The hash of one periodic task."""
+        return f"{self.prefix}:beat:e:{name}"
+
+    @property
+    def beat_due(self) -> str:
+        """The sorted set of enabled periodic tasks by due time."""
+        return f"{self.prefix}:beat:due"
+
+    @property
+    def beat_names(self) -> str:
+        """The set of periodic task names."""
+        return f"{self.prefix}:beat:names"
+
+    @property
+    def beat_leader(self) -> str:
+        """The lease of the beat process that sends periodic tasks."""
+        return f"{self.prefix}:beat:leader"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from blinker import Signal
 from flask import Flask, current_app, has_app_context
 
 from .broker import Broker
@@ -44,6 +45,24 @@ class Registry:
         #: Registered tasks by name.
         self.tasks: dict[str, TaskLike] = {}
         self._apps: list[weakref.ref[Flask]] = []
+        #: Entries of ``add_periodic_task`` by name, in Celery's form (the beat adds them to
+        #: :data:`JOBS_BEAT_SCHEDULE`'s).
+        self.periodic_tasks: dict[str, dict[str, Any]] = {}
+        #: Celery's ``app.on_after_configure``: sent (``sender`` = this extension) once, before
+        #: a beat reads its schedule, so receivers can call ``sender.add_periodic_task``.
+        self.on_after_configure = Signal("on_after_configure")
+        #: Celery's ``app.on_after_finalize``: sent once, after ``on_after_configure``.
+        self.on_after_finalize = Signal("on_after_finalize")
+        self._finalized = False
+
+    def finalize(self) -> None:
+        """Send :attr:`on_after_configure` and :attr:`on_after_finalize`, once (as Celery
+        does when its app is finalized); the beat calls it before reading its schedule."""
+        if self._finalized:
+            return
+        self._finalized = True
+        self.on_after_configure.send(self)
+        self.on_after_finalize.send(self)
 
     def _remember(self, app: Flask) -> None:
         """Note that ``app`` was initialised with this extension (weakly)."""

@@ -25,6 +25,10 @@
 --   stats                  hash     counters
 --   ev:<id>                channel  a task's state changes
 --   control                channel  broadcasts to workers
+--   beat:e:<name>          hash     a periodic task: definition and run state
+--   beat:due               zset     enabled periodic tasks by due time (ms)
+--   beat:names             set      every periodic task's name
+--   beat:leader            string   the beat process that may send (a lease)
 -- Time always comes from this server (TIME), never from a client clock.
 
 -- Redis 6.2 refuses writes after TIME unless effects replication is on (7.x always is).

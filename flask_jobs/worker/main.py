@@ -63,12 +63,16 @@ class Worker(WorkerOptions):
         """
         self.connect_at_start()  # before any fork
         self.register_rate_limits()
-        if self.pool_type.in_process:
-            return self.serve()
-        # Imported here: it loads ctypes (shared memory), which only this pool needs.
-        from .prefork import PreforkSupervisor
+        self.setup_beat()
+        try:
+            if self.pool_type.in_process:
+                return self.serve()
+            # Imported here: it loads ctypes (shared memory), which only this pool needs.
+            from .prefork import PreforkSupervisor
 
-        return PreforkSupervisor(self).run()
+            return PreforkSupervisor(self).run()
+        finally:
+            self.stop_beat()
 
     def connect_at_start(self) -> None:
         """Reach Redis before anything else, as Celery's worker does
@@ -131,6 +135,7 @@ class Worker(WorkerOptions):
         process = self.process()
         rt = process.rt
         process.start(self.heartbeat(rt), pool.start_ears)
+        self.start_beat()
 
         def warm() -> None:
             rt.stop_event.set()

@@ -7,13 +7,16 @@ import os
 import secrets
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
 from .. import signals
 from ..state import AppState
 from .pools import Pool, make_pool
+
+if TYPE_CHECKING:
+    from ..beat import Beat
 
 log = logging.getLogger("flask_jobs.worker")
 
@@ -34,13 +37,14 @@ class WorkerOptions:
     :param max_tasks_per_child: recycle a prefork child after this many tasks.
     :param shutdown_timeout: seconds a warm stop waits for running tasks (default
         :data:`JOBS_WORKER_SHUTDOWN_TIMEOUT`).
+    :param beat: also run a :class:`~flask_jobs.beat.Beat` in this process (``-B``).
     :raises ValueError: an unknown pool.
     """
 
     def __init__(self, app: Flask, pool: str = "prefork", concurrency: int | None = None,
                  queues: list[str] | None = None, hostname: str | None = None,
                  prefetch: int | None = None, max_tasks_per_child: int | None = None,
-                 shutdown_timeout: float | None = None) -> None:
+                 shutdown_timeout: float | None = None, beat: bool = False) -> None:
         #: How the consumers run (see :mod:`~flask_jobs.worker.pools`).
         self.pool_type: Pool = make_pool(pool)
         self.app = app
@@ -57,12 +61,38 @@ class WorkerOptions:
                                       else settings.shutdown_timeout)
         #: The identity owning this process's tasks in Redis: unique per process and start.
         self.name = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
+        #: The beat this worker runs (``-B``), started by :meth:`start_beat`.
+        self.beat: Beat | None = None
+        if beat:
+            from ..beat import Beat  # (here: a worker without -B does not load the scheduler)
+
+            self.beat = Beat(app, hostname=self.hostname)
         #: The heartbeat's payload, read by ``jobs.control.inspect()``.
         self.info: dict[str, Any] = {
             "hostname": self.hostname, "pid": os.getpid(), "pool": pool,
             "concurrency": self.concurrency, "queues": self.queues, "prefetch": self.prefetch,
             "started": time.time(), "tasks": self.task_names(),
         }
+
+    # -- the beat inside (-B) -------------------------------------------------------------------
+
+    def setup_beat(self) -> None:
+        """Check and write the beat's entries (at start, before any fork: a bad entry stops
+        the worker with its name)."""
+        if self.beat is not None:
+            self.beat.setup()
+            log.info("beat: %d periodic task(s); this worker runs a beat (-B)",
+                     len(self.beat.store.names()))
+
+    def start_beat(self) -> None:
+        """Run the beat in a thread (after the pool forked its children)."""
+        if self.beat is not None:
+            self.beat.start()
+
+    def stop_beat(self) -> None:
+        """Stop the beat (it gives up its lease at once, for another beat to take)."""
+        if self.beat is not None:
+            self.beat.stop(timeout=self.beat.lease)
 
     # -- what every worker announces ----------------------------------------------------------
 

@@ -140,6 +140,7 @@ class PreforkSupervisor:
         for slot in self.slots:
             self.spawn(slot)
         w.pool_type.start_ears(hb)
+        w.start_beat()  # (a thread: after the forks, as the heartbeat's)
         StopSignals(w.shutdown_timeout, self.stop_event.set, self._cold_stop).install()
         w.announce_ready()
         try:
