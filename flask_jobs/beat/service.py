@@ -138,16 +138,6 @@ class Beat:
 
     def banner(self) -> str:
         """The start-up banner: where it sends, the lease, and each entry's next run."""
-        lines = []
-        for name in self.store.names():
-            stored = self.store.get(name)
-            if stored is None:
-                continue
-            entry = self._entry(stored.name, stored.definition)
-            when = ("paused" if stored.paused or stored.next_ms is None else
-                    "next " + from_ms(stored.next_ms, self.tz).isoformat(" ", "seconds"))
-            lines.append(f"  . {name}: {entry.task} {entry.schedule!r}, {when}")
-        entries = "\n".join(lines) or "  (none)"
         return (
             f"flask-jobs beat v{__version__} is starting.\n"
             f".> app:          {self.app.import_name}\n"
@@ -157,8 +147,21 @@ class Beat:
             f".> lease:        {self.lease:g} s (a dead leader is replaced within "
             f"{self.lease * 4 / 3:.1f} s)\n"
             f".> max interval: {self.max_interval:g} s\n"
-            f"\n[entries]\n{entries}\n"
+            f"\n[entries]\n{self.entry_lines()}\n"
         )
+
+    def entry_lines(self) -> str:
+        """One line per entry: name, task, schedule, and its next run (or ``paused``)."""
+        lines = []
+        for name in self.store.names():
+            stored = self.store.get(name)
+            if stored is None:
+                continue
+            entry = self._entry(stored.name, stored.definition)
+            when = ("paused" if stored.paused or stored.next_ms is None else
+                    "next " + from_ms(stored.next_ms, self.tz).isoformat(" ", "seconds"))
+            lines.append(f"  . {name}: {entry.task} {entry.schedule!r}, {when}")
+        return "\n".join(lines) or "  (none)"
 
     # -- running -------------------------------------------------------------------------------
 

@@ -81,8 +81,8 @@ class WorkerOptions:
         the worker with its name)."""
         if self.beat is not None:
             self.beat.setup()
-            log.info("beat: %d periodic task(s); this worker runs a beat (-B)",
-                     len(self.beat.store.names()))
+            log.info("beat: this worker runs a beat (-B), id %s; periodic tasks:\n%s",
+                     self.beat.id, self.beat.entry_lines())
 
     def start_beat(self) -> None:
         """Run the beat in a thread (after the pool forked its children)."""
