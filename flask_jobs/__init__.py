@@ -27,6 +27,7 @@ from .exceptions import (
     TimeoutError,
 )
 from .extension import Jobs
+from .logs import get_task_logger
 from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task
 
@@ -66,6 +67,7 @@ __all__ = [
     "chord",
     "chunks",
     "crontab",
+    "get_task_logger",
     "group",
     "maybe_signature",
     "schedule",

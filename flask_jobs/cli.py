@@ -15,6 +15,7 @@ from flask.cli import AppGroup, ScriptInfo, pass_script_info
 from .control import Control
 from .dead_letters import DeadLetters
 from .exceptions import BrokerUnavailable, ImproperlyConfigured
+from .logs import LOG_FORMATS
 from .worker.main import POOLS
 
 if TYPE_CHECKING:
@@ -48,11 +49,18 @@ INSPECT_METHODS = ("active", "reserved", "registered", "stats", "ping")
               help="Seconds a warm shutdown waits for running tasks (default 25).")
 @click.option("-B", "--beat", is_flag=True,
               help="Also run a beat (the periodic task scheduler) in this worker.")
+@click.option("--health-file", type=click.Path(dir_okay=False),
+              help="Touch this file after every heartbeat (a probe checks its age).")
+@click.option("-f", "--logfile", type=click.Path(dir_okay=False),
+              help="Write the log to this file instead of stderr.")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
+              show_default=True, help="text: Celery's lines; json: one JSON object per line.")
 @pass_script_info
 def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues: str | None,
                    hostname: str | None, loglevel: str, prefetch: int | None,
                    optimization: str | None, max_tasks_per_child: int | None,
-                   shutdown_timeout: float | None, beat: bool) -> None:
+                   shutdown_timeout: float | None, beat: bool, health_file: str | None,
+                   logfile: str | None, log_format: str) -> None:
     """Start a worker: ``flask --app APP jobs worker -c 4``."""
     if pool == "gevent":
         try:
@@ -63,13 +71,14 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
     from .worker.main import Worker, configure_logging
 
     app = info.load_app()
-    configure_logging(loglevel)
+    configure_logging(loglevel, logfile, log_format)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     with app.app_context():
         worker = Worker(app, pool=pool, concurrency=concurrency, queues=queue_list,
                         hostname=hostname, prefetch=prefetch,
                         max_tasks_per_child=max_tasks_per_child,
-                        shutdown_timeout=shutdown_timeout, beat=beat)
+                        shutdown_timeout=shutdown_timeout, beat=beat,
+                        health_file=health_file)
         click.echo(worker.banner())
     try:
         code = worker.start()
@@ -89,9 +98,14 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
 @click.option("-s", "--schedule", "schedule_file", metavar="FILE",
               help="Celery's schedule file, accepted for its command lines: the state of the "
                    "schedule lives in Redis here, so no file is written.")
+@click.option("-f", "--logfile", type=click.Path(dir_okay=False),
+              help="Write the log to this file instead of stderr.")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
+              show_default=True, help="text: Celery's lines; json: one JSON object per line.")
 @pass_script_info
 def beat_command(info: ScriptInfo, loglevel: str, max_interval: float | None,
-                 hostname: str | None, schedule_file: str | None) -> None:
+                 hostname: str | None, schedule_file: str | None, logfile: str | None,
+                 log_format: str) -> None:
     """Send periodic tasks when they are due (as ``celery beat``). Run as many as you like:
     one leads, each due run is sent once, and another takes over when the leader dies."""
     import signal
@@ -100,7 +114,7 @@ def beat_command(info: ScriptInfo, loglevel: str, max_interval: float | None,
     from .worker.main import configure_logging
 
     app = info.load_app()
-    configure_logging(loglevel)
+    configure_logging(loglevel, logfile, log_format)
     with app.app_context():
         beat = Beat(app, max_interval=max_interval, hostname=hostname)
         try:
@@ -215,6 +229,26 @@ def status_command() -> None:
         click.echo(f"{name}: OK  (pid {s.get('pid')}, {s.get('pool')} -c {s.get('concurrency')}, "
                    f"queues {queues}, {s['active']} held)")
     click.echo(f"\n{len(stats)} node{'' if len(stats) == 1 else 's'} online.")
+
+
+@jobs_cli.command("ping")
+@click.option("-d", "--destination", help="Comma-separated worker names (default: any worker).")
+@click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Seconds to wait for the answers.")
+def ping_command(destination: str | None, timeout: float) -> None:
+    """Ask workers to answer; exit 0 once one answers (or each worker of --destination), 1 if
+    none does within the timeout. For container liveness and readiness probes."""
+    names = [d.strip() for d in destination.split(",") if d.strip()] if destination else None
+    control = Control(current_app.extensions["jobs"].jobs)
+    replies = control.ping(names, timeout=timeout, limit=len(names) if names else 1)
+    answered = {name for reply in replies for name in reply}
+    for name in sorted(answered):
+        click.echo(f"-> {name}: OK pong")
+    missing = sorted(set(names or ()) - answered)
+    if missing:
+        raise click.ClickException(f"{', '.join(missing)} did not answer within {timeout:g}s.")
+    if not answered:
+        raise click.ClickException(f"No worker answered within {timeout:g}s.")
 
 
 @jobs_cli.command("inspect")

@@ -8,12 +8,15 @@ happens inside Redis, and an inspection reads what the workers keep there.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask
 
 from .inspection import Inspect
+from .message import new_task_id
 from .state import Registry
 
 
@@ -60,6 +63,39 @@ class Control:
                 if not isinstance(name, str) or not name:
                     raise TypeError(f"purge() takes queue names (str), not {name!r}")
         return broker.purge(names)
+
+    def ping(self, destination: str | Iterable[str] | None = None, timeout: float = 1.0,
+             limit: int | None = None) -> list[dict[str, dict[str, str]]]:
+        """Ask the workers to answer, as Celery's ``app.control.ping()``: a list of replies
+        ``{worker name: {"ok": "pong"}}``, empty when none answered within ``timeout``.
+
+        The answer comes from each worker process itself (its heartbeat thread, which also
+        keeps its tasks' leases), so a worker that answers is alive and hears broadcasts.
+
+        :param destination: only these worker names (``-n``).
+        :param limit: stop waiting after this many replies (default: wait for ``timeout``).
+        """
+        names = [destination] if isinstance(destination, str) else (
+            list(destination) if destination else None)
+        state = self.jobs.state(self.app)
+        key = state.keys.reply(new_task_id())
+        client = state.make_client(blocking=True)
+        replies: list[dict[str, dict[str, str]]] = []
+        try:
+            client.publish(state.keys.control, json.dumps(
+                {"op": "ping", "destination": names, "reply": key}))
+            deadline = time.monotonic() + timeout
+            while limit is None or len(replies) < limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                got = client.blpop([key], timeout=max(left, 0.01))
+                if got:
+                    replies.append(json.loads(got[1]))
+            client.delete(key)
+        finally:
+            client.close()
+        return replies
 
     def inspect(self, destination: str | Iterable[str] | None = None,
                 **_ignored: Any) -> Inspect:

@@ -23,6 +23,7 @@ from .exceptions import (
     TimeLimitExceeded,
     describe,
 )
+from .logs import current_task
 from .message import RETRY_FIELDS
 from .request import Context, ExceptionInfo, TaskLike
 
@@ -96,6 +97,7 @@ def execute(task: TaskLike, request: Context, app: Flask, limits: Limits | None 
     """
     args, kwargs, task_id = request.args, request.kwargs, request.id
     task.push_request(request)
+    running = current_task.set((task.name, cast(str, task_id)))  # (for get_task_logger)
     einfo: ExceptionInfo | None = None
     outcome: Outcome
     try:
@@ -157,6 +159,7 @@ def execute(task: TaskLike, request: Context, app: Flask, limits: Limits | None 
                 signals.send(signals.task_postrun, task, task_id=task_id, task=task, args=args,
                              kwargs=kwargs, retval=outcome.retval, state=outcome.state)
     finally:
+        current_task.reset(running)
         task.pop_request()
     return outcome
 

@@ -77,7 +77,10 @@ key                            type     what it holds, and when it goes away
                                         ``purged``.
 ``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change;
                                         of a group or chain id, each member's or step's progress.
-``P control``                  channel  Pub/sub: broadcast commands to workers (revoke).
+``P control``                  channel  Pub/sub: broadcast commands to workers (revoke, ping).
+``P reply:<id>``               list     Replies of workers to one broadcast that asks for them
+                                        (``jobs.control.ping()``): JSON ``{worker name: answer}``
+                                        each; ``PX`` 60 s, deleted by the caller when done.
 ``P beat:e:<name>``            hash     A periodic task (see :mod:`flask_jobs.beat`): ``def`` (JSON:
                                         task, schedule, args, kwargs, options, missed), ``src``
                                         (``config`` or ``api``), ``next`` (due time, Redis ms),
@@ -196,6 +199,10 @@ class Keys:
     def control(self) -> str:
         """The broadcast channel to workers."""
         return f"{self.prefix}:control"
+
+    def reply(self, broadcast_id: str) -> str:
+        """The list of the workers' replies to one broadcast."""
+        return f"{self.prefix}:reply:{broadcast_id}"
 
     def beat_entry(self, name: str) -> str:
         """The hash of one periodic task."""

@@ -38,6 +38,12 @@ task_progress = _signals.signal("task-progress")
 worker_ready = _signals.signal("worker-ready")
 #: A worker is stopping. kwargs: ``hostname``.
 worker_shutdown = _signals.signal("worker-shutdown")
+#: Before a worker or beat sets up logging. When anyone listens, flask-jobs leaves logging to
+#: them (Celery's escape hatch). kwargs: ``loglevel``, ``logfile``, ``format``.
+setup_logging = _signals.signal("setup-logging")
+#: After a worker or beat set up logging. kwargs: ``logger`` (the root logger), ``loglevel``,
+#: ``logfile``, ``format``.
+after_setup_logger = _signals.signal("after-setup-logger")
 
 
 def send(signal: Signal, sender: Any, **kwargs: Any) -> None:

@@ -76,6 +76,9 @@ class Task:
     rate_limit: str | float | None = None
     #: Check call arguments against the function's signature when sending.
     typing = True
+    #: Expected exceptions (Celery's ``throws``): a failure with one of them is logged by the
+    #: worker at INFO without a traceback ("raised expected"); it still fails the task.
+    throws: tuple[type[BaseException], ...] = ()
 
     _signature: inspect.Signature | None = None
     #: Number of parameters when all are plain positional ones without defaults, else -1.

@@ -25,6 +25,7 @@
 --   stats                  hash     counters
 --   ev:<id>                channel  a task's state changes
 --   control                channel  broadcasts to workers
+--   reply:<id>             list     workers' replies to one broadcast
 --   beat:e:<name>          hash     a periodic task: definition and run state
 --   beat:due               zset     enabled periodic tasks by due time (ms)
 --   beat:names             set      every periodic task's name

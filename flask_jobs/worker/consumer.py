@@ -35,7 +35,7 @@ from ..execution import Outcome, execute
 from ..message import OPTIONAL_FIELDS
 from ..request import Context, TaskLike
 from ..writes import dead_letter_write, give_back_write
-from . import links
+from . import links, tasklog
 from .chords import header_results
 from .runtime import Runtime
 from .writer import Reporter
@@ -126,9 +126,10 @@ class Consumer:
         n = 1 if self._last_was_long or rt.others_free(self.number) else rt.prefetch
         writes = writer.collect(final=True)
         sent, epoch = self.seq, rt.listen_epoch
-        # (only parsed when somebody listens for task_revoked)
+        # (only parsed when somebody listens for task_revoked, or the log shows them)
         dropped: list[tuple[str, str, bool]] | None = (
-            [] if signals.task_revoked.receivers else None)
+            [] if signals.task_revoked.receivers or tasklog.log.isEnabledFor(tasklog.INFO)
+            else None)
         try:
             claimed, more, due = rt.state.broker.claim(
                 self.client, rt.name, n, rt.queues, writes, self.number,
@@ -138,6 +139,7 @@ class Consumer:
             raise
         self.seq = sent + 1
         for task_id, name, expired in dropped or ():
+            tasklog.discarded(name, task_id, "expired" if expired else "revoked")
             self._revoked(task_id, name, expired)
         if not claimed:
             if more or (due is not None and due <= _DUE_NOW):
@@ -188,6 +190,7 @@ class Consumer:
         if claimed.id in rt.revoked:
             rt.writer.finished(reporter, Outcome(states.REVOKED, describe(TaskRevokedError(
                 "revoked"))))
+            tasklog.discarded(claimed.name, claimed.id, "revoked")
             self._revoked(claimed.id, claimed.name, False)
             return
         decoded = self._decode(claimed, reporter)
@@ -197,6 +200,7 @@ class Consumer:
         if chord_error is not None:  # a chord's body whose header failed: it does not run
             self._fail_unrun(claimed, task, request, reporter, chord_error)
             return
+        tasklog.received(claimed.name, claimed.id)
         if signals.task_received.receivers:  # checked here: the kwargs cost even if unsent
             signals.send(signals.task_received, task, request=request)
         if rt.gate is None:
@@ -277,7 +281,8 @@ class Consumer:
             outcome = execute(task, request, rt.app, rt.limits, rt.dump_result)
         finally:
             rt.started_at[self.number] = None
-            self._last_was_long = time.monotonic() - started > rt.hold
+            runtime = time.monotonic() - started
+            self._last_was_long = runtime > rt.hold
             rt.current.pop(claimed.id, None)
             if slot is not None:
                 slot.clear()
@@ -292,6 +297,7 @@ class Consumer:
         ignore = bool(task.ignore_result if request.ignore_result is None
                       else request.ignore_result)
         writer.finished(reporter, outcome, retry_body, ignore)
+        tasklog.finished(task, claimed.id, outcome, runtime)
         rt.tasks_done += 1
         if request.link or request.link_error or request.chain:
             links.follow(rt, self.client, request, outcome)

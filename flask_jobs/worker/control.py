@@ -38,6 +38,31 @@ LISTEN_TIMEOUT = 10.0
 PING_AFTER = 10.0
 
 
+#: How long a broadcast's replies wait for the caller (ms).
+REPLY_TTL_MS = 60_000
+
+
+def answer(state: AppState, hostname: str, command: dict[str, Any]) -> bool:
+    """Reply to a broadcast that asks for replies (``ping``), if it is meant for ``hostname``;
+    returns whether this worker answered.
+
+    The reply goes to the list the caller named, if it is a reply list of this app's prefix
+    (a command cannot make a worker write any other key).
+    """
+    destination = command.get("destination")
+    if destination and hostname not in destination:
+        return False
+    key = command.get("reply")
+    if command.get("op") != "ping" or not isinstance(key, str) or not key.startswith(
+            state.keys.reply("")):
+        return False
+    pipe = state.client.pipeline(transaction=False)
+    pipe.rpush(key, json.dumps({hostname: {"ok": "pong"}}))
+    pipe.pexpire(key, REPLY_TTL_MS)
+    pipe.execute()
+    return True
+
+
 class ControlChannel:
     """A subscription to the control channel, made again after a lost connection.
 

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -29,11 +30,14 @@ class Heartbeat(threading.Thread):
     :param on_control: called with each broadcast command (a dict), e.g. revoke.
     :param on_listen: called with the heartbeat's client each time the control subscription is
         confirmed (see :mod:`~flask_jobs.worker.control`).
+    :param health_file: a file touched after every beat that reached Redis (``--health-file``),
+        for container probes that check its age.
     """
 
     def __init__(self, state: AppState, caller: str, identities: Callable[[], list[str]],
                  info: dict[str, Any], on_control: Callable[[dict[str, Any]], None],
-                 on_listen: Callable[[redis.Redis], None] | None = None) -> None:
+                 on_listen: Callable[[redis.Redis], None] | None = None,
+                 health_file: str | None = None) -> None:
         super().__init__(name="flask-jobs-heartbeat", daemon=True)
         self.state = state
         self.caller = caller
@@ -41,6 +45,7 @@ class Heartbeat(threading.Thread):
         self.info = info
         self.on_control = on_control
         self.on_listen = on_listen
+        self.health_file = Path(health_file) if health_file else None
         self.stop_event = threading.Event()
         #: Held while beating or reaping: once :meth:`stop` returns, no beat is in flight.
         self.beat_lock = threading.Lock()
@@ -60,6 +65,11 @@ class Heartbeat(threading.Thread):
         """Renew every heartbeat now."""
         self.state.broker.heartbeat(client, self.identities(), self.info, self.timeout_ms)
         self.beats += 1
+        if self.health_file is not None:
+            try:
+                self.health_file.touch()
+            except OSError as exc:  # (a probe's problem, not the worker's)
+                log.warning("Cannot touch the health file %s: %s", self.health_file, exc)
 
     def run(self) -> None:
         """Thread body."""

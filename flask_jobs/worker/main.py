@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 import signal
 import ssl
-import sys
 import time
 from typing import Any
 
 import redis
 from flask import Flask
 
+from .. import logs, signals
 from .._version import __version__
 from ..exceptions import BrokerUnavailable
+from .control import answer
 from .heartbeat import Heartbeat
 from .options import WorkerOptions
 from .pools import POOLS, ThreadsPool
@@ -127,7 +128,8 @@ class Worker(WorkerOptions):
         """The heartbeat of a worker whose consumers share ``rt``: it beats for this worker,
         reaps dead ones and hears broadcasts for ``rt``."""
         return Heartbeat(self.state, self.name, lambda: [self.name], self.info,
-                         lambda command: self.control(rt, command), rt.on_listen)
+                         lambda command: self.control(rt, command), rt.on_listen,
+                         self.health_file)
 
     def serve(self) -> int:
         """Run the consumers in this process (solo, threads, gevent) until stopped."""
@@ -163,8 +165,10 @@ class Worker(WorkerOptions):
         log.info("%s stopped.", self.hostname)
 
     def control(self, rt: Runtime, command: dict[str, Any]) -> None:
-        """Act on a broadcast command: note a revoke, and terminate the task if asked to."""
+        """Act on a broadcast command: answer a ping; note a revoke, and terminate the task if
+        asked to."""
         if command.get("op") != "revoke":
+            answer(self.state, self.hostname, command)
             return
         task_id = str(command.get("id"))
         rt.note_revoked(task_id)
@@ -179,12 +183,17 @@ def _cold() -> None:
     raise ColdShutdown()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Log to stderr in Celery's format, at ``level``."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
-    )
+def configure_logging(level: str = "INFO", logfile: str | None = None,
+                      log_format: str = "text") -> None:
+    """Log to stderr (or ``logfile``) in Celery's format (or JSON lines), at ``level``; a
+    receiver of :data:`~flask_jobs.signals.setup_logging` takes this over, as in Celery."""
+    if signals.setup_logging.receivers:
+        signals.send(signals.setup_logging, None, loglevel=level, logfile=logfile,
+                     format=log_format)
+        return
+    logs.configure_logging(level, logfile, log_format)
+    signals.send(signals.after_setup_logger, None, logger=logging.getLogger(), loglevel=level,
+                 logfile=logfile, format=log_format)
 
 
 class BackgroundWorker:

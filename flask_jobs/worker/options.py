@@ -38,13 +38,15 @@ class WorkerOptions:
     :param shutdown_timeout: seconds a warm stop waits for running tasks (default
         :data:`JOBS_WORKER_SHUTDOWN_TIMEOUT`).
     :param beat: also run a :class:`~flask_jobs.beat.Beat` in this process (``-B``).
+    :param health_file: touch this file after every heartbeat that reached Redis.
     :raises ValueError: an unknown pool.
     """
 
     def __init__(self, app: Flask, pool: str = "prefork", concurrency: int | None = None,
                  queues: list[str] | None = None, hostname: str | None = None,
                  prefetch: int | None = None, max_tasks_per_child: int | None = None,
-                 shutdown_timeout: float | None = None, beat: bool = False) -> None:
+                 shutdown_timeout: float | None = None, beat: bool = False,
+                 health_file: str | None = None) -> None:
         #: How the consumers run (see :mod:`~flask_jobs.worker.pools`).
         self.pool_type: Pool = make_pool(pool)
         self.app = app
@@ -61,6 +63,8 @@ class WorkerOptions:
                                       else settings.shutdown_timeout)
         #: The identity owning this process's tasks in Redis: unique per process and start.
         self.name = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(3)}"
+        #: Touched after every heartbeat (``--health-file``), for liveness probes.
+        self.health_file = health_file
         #: The beat this worker runs (``-B``), started by :meth:`start_beat`.
         self.beat: Beat | None = None
         if beat:

@@ -23,7 +23,7 @@ from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError, d
 from ..execution import Outcome, Terminated
 from ..writes import give_back_write
 from .consumer import Wakeup
-from .control import ControlChannel, ControlListener
+from .control import ControlChannel, ControlListener, answer
 from .heartbeat import Heartbeat
 from .options import WorkerOptions
 from .process import Process
@@ -133,7 +133,8 @@ class PreforkSupervisor:
     def run(self) -> int:
         """Start children and supervise them until stopped."""
         w = self.worker
-        hb = Heartbeat(self.state, w.name, self._identities, w.info, self._control)
+        hb = Heartbeat(self.state, w.name, self._identities, w.info, self._control,
+                       health_file=w.health_file)
         for slot in self.slots:
             slot.name = ""
         # Fork before starting threads: a fork copies only the calling thread.
@@ -222,7 +223,9 @@ class PreforkSupervisor:
                 self._record_killed(slot)
 
     def _control(self, command: dict[str, Any]) -> None:
-        if command.get("op") == "revoke" and command.get("terminate"):
+        if command.get("op") != "revoke":
+            answer(self.state, self.worker.hostname, command)
+        elif command.get("terminate"):
             with self._lock:
                 self._terminate.append((str(command.get("id")), str(command.get("signal"))))
 

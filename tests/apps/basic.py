@@ -15,7 +15,7 @@ import time
 import redis
 from flask import Flask, current_app
 
-from flask_jobs import Jobs, Task
+from flask_jobs import Jobs, Task, get_task_logger
 from flask_jobs.exceptions import SoftTimeLimitExceeded
 
 jobs = Jobs()
@@ -479,3 +479,21 @@ def gated_member(self, i, gate, key="member-runs", timeout=20.0):
     r.rpush(key, json.dumps([i, self.request.attempt]))
     r.blpop([gate], timeout=timeout)
     return i
+
+
+# -- tasks for the worker log tests (test_logs) ---------------------------------------------------
+
+task_logger = get_task_logger(__name__)
+
+
+@jobs.task(throws=(CustomError,))
+def expected_failure():
+    """Fails with an exception it lists in ``throws``: logged as expected, no traceback."""
+    raise CustomError("expected")
+
+
+@jobs.task
+def logs_a_line(message):
+    """Logs ``message`` with a task logger (its record carries this task's name and id)."""
+    task_logger.warning(message)
+    return message

@@ -1,0 +1,41 @@
+"""Health checks: ``jobs.control.ping()`` / ``flask jobs ping`` answered by real worker
+processes, and the ``--health-file`` touched on every heartbeat."""
+
+from __future__ import annotations
+
+import pytest
+
+from flask_jobs.cli import jobs_cli
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_ping_is_answered_by_each_live_worker(pool, worker_process, app, jobs_redis):
+    worker_process("-P", pool, "-c", "1", "-n", f"{pool}@ping")
+    replies = app.extensions["jobs"].jobs.control.ping(timeout=2.0, limit=1)
+    assert replies == [{f"{pool}@ping": {"ok": "pong"}}]
+    runner = app.test_cli_runner()
+    ok = runner.invoke(jobs_cli, ["ping", "-d", f"{pool}@ping"])
+    assert ok.exit_code == 0 and ok.output == f"-> {pool}@ping: OK pong\n"
+    missing = runner.invoke(jobs_cli, ["ping", "-d", f"{pool}@ping,nobody@here", "-t", "0.3"])
+    assert missing.exit_code == 1
+    assert "nobody@here did not answer within 0.3s" in missing.output
+    assert jobs_redis.keys("jobs:reply:*") == []  # the reply lists are cleaned up
+
+
+def test_ping_without_workers_fails_fast(app, jobs_redis):
+    result = app.test_cli_runner().invoke(jobs_cli, ["ping", "-t", "0.2"])
+    assert result.exit_code == 1 and "No worker answered within 0.2s" in result.output
+    assert app.extensions["jobs"].jobs.control.ping(timeout=0.1) == []
+
+
+def test_the_health_file_is_touched_on_every_heartbeat(worker_process, jobs_redis, tmp_path):
+    health = tmp_path / "alive"
+    worker = worker_process("-P", "solo", "--health-file", str(health))
+    wait_for(health.exists, 10, "the health file")
+    first = health.stat().st_mtime_ns
+    # (JOBS_ORPHAN_TIMEOUT is 1 s in the tests: a beat every 0.25 s)
+    wait_for(lambda: health.stat().st_mtime_ns > first, 10, "a newer touch")
+    assert worker.stop() == 0
