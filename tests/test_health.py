@@ -39,3 +39,28 @@ def test_the_health_file_is_touched_on_every_heartbeat(worker_process, jobs_redi
     # (JOBS_ORPHAN_TIMEOUT is 1 s in the tests: a beat every 0.25 s)
     wait_for(lambda: health.stat().st_mtime_ns > first, 10, "a newer touch")
     assert worker.stop() == 0
+
+
+def test_call_and_result_as_celerys(worker_process, app, jobs_redis):
+    worker_process("-P", "solo")
+    runner = app.test_cli_runner()
+    sent = runner.invoke(jobs_cli, ["call", "tests.apps.basic.add", "--args", "[2, 3]"])
+    assert sent.exit_code == 0, sent.output
+    task_id = sent.output.strip()
+    got = runner.invoke(jobs_cli, ["result", task_id, "--timeout", "10"])
+    assert (got.exit_code, got.output) == (0, "5\n")
+    failed = runner.invoke(jobs_cli, ["call", "tests.apps.basic.fail", "-k", '{"message": "x"}'])
+    fail_id = failed.output.strip()
+    shown = runner.invoke(jobs_cli, ["result", fail_id, "--timeout", "10"])
+    assert shown.exit_code == 1 and "ended FAILURE" in shown.output
+    tb = runner.invoke(jobs_cli, ["result", fail_id, "--traceback"])
+    assert tb.exit_code == 0 and "CustomError: x" in tb.output
+    bad = runner.invoke(jobs_cli, ["call", "tests.apps.basic.add", "--args", "{oops"])
+    assert bad.exit_code == 2 and "not JSON" in bad.output
+    unknown = runner.invoke(jobs_cli, ["result", "no-such-id"])
+    assert unknown.exit_code == 1 and "Unknown task id no-such-id" in unknown.output
+
+
+def test_dlq_list_says_when_there_are_none(app, jobs_redis):
+    out = app.test_cli_runner().invoke(jobs_cli, ["dlq", "list"])
+    assert (out.exit_code, out.output) == (0, "No dead letters.\n")

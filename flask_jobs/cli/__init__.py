@@ -1,0 +1,13 @@
+"""``flask jobs ...``: the worker, the beat and the operations commands.
+
+Each module adds its commands to :data:`jobs_cli` (the ``flask.commands`` entry point):
+:mod:`.run` (worker, beat), :mod:`.schedule`, :mod:`.inspect` (queues, status, ping,
+inspect), :mod:`.tasks` (purge, revoke) and :mod:`.dlq`.
+"""
+
+from __future__ import annotations
+
+from . import dlq, inspect, run, schedule, tasks
+from .group import jobs_cli
+
+__all__ = ["dlq", "inspect", "jobs_cli", "run", "schedule", "tasks"]
