@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_STATUS_AUTHORIZER": None,
     "JOBS_CURRENT_OWNER": None,
     "JOBS_EXPOSE_TRACEBACKS": False,
+    "JOBS_EVENTS": True,
+    "JOBS_EVENTS_MAXLEN": 10_000,
+    "JOBS_EVENTS_MAX_AGE": 3600.0,
     "JOBS_SSE_HEARTBEAT": 15.0,
     "JOBS_SSE_MAX_AGE": 300.0,
     "JOBS_KEY_PREFIX": "jobs",
@@ -92,6 +95,7 @@ _SECONDS = {
     "JOBS_WORKER_SHUTDOWN_TIMEOUT": True,
     "JOBS_WORKER_PREFETCH_HOLD": True,
     "JOBS_BEAT_LEASE": False,
+    "JOBS_EVENTS_MAX_AGE": False,
     "JOBS_BEAT_MAX_INTERVAL": False,
 }
 #: Keys holding whole numbers: (smallest, largest or None, whether None is allowed).
@@ -104,6 +108,7 @@ _INTEGERS = {
     "JOBS_TASK_DEFAULT_PRIORITY": (0, 9, False),
     "JOBS_BROKER_CONNECTION_MAX_RETRIES": (0, None, True),
     "JOBS_BEAT_MISSED_CAP": (1, None, False),
+    "JOBS_EVENTS_MAXLEN": (1, None, False),
 }
 #: What a periodic task does about runs missed while no beat ran (``JOBS_BEAT_MISSED``, or an
 #: entry's ``missed``): send one, send none, or send each (up to ``JOBS_BEAT_MISSED_CAP``).
@@ -296,6 +301,9 @@ class Settings:
     worker_concurrency: int | None
     url_prefix: str
     register_blueprint: bool
+    events: bool
+    events_maxlen: int
+    events_max_age: float
     beat_schedule: Mapping[str, Any]
     beat_lease: float
     beat_max_interval: float
@@ -344,6 +352,9 @@ class Settings:
             worker_concurrency=None if concurrency is None else int(float(concurrency)),
             url_prefix=c["JOBS_URL_PREFIX"],
             register_blueprint=bool(c["JOBS_REGISTER_BLUEPRINT"]),
+            events=bool(c["JOBS_EVENTS"]),
+            events_maxlen=int(float(c["JOBS_EVENTS_MAXLEN"])),
+            events_max_age=_seconds(c["JOBS_EVENTS_MAX_AGE"]),
             beat_schedule=c["JOBS_BEAT_SCHEDULE"] or {},
             beat_lease=_seconds(c["JOBS_BEAT_LEASE"]),
             beat_max_interval=_seconds(c["JOBS_BEAT_MAX_INTERVAL"]),

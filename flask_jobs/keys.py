@@ -78,6 +78,18 @@ key                            type     what it holds, and when it goes away
 ``P ev:<id>``                  channel  Pub/sub: the new state of a task, published on each change;
                                         of a group or chain id, each member's or step's progress.
 ``P control``                  channel  Pub/sub: broadcast commands to workers (revoke, ping).
+``P events``                   stream   Task and worker events (:mod:`flask_jobs.events`), one entry
+                                        per batch of a worker's writes: field ``w`` the worker,
+                                        ``e`` one line per event, ``type<TAB>id<TAB>name<TAB>info``.
+                                        Capped at :data:`JOBS_EVENTS_MAXLEN` entries and
+                                        :data:`JOBS_EVENTS_MAX_AGE`; absent when events are off.
+``P conf``                     hash     Settings the scripts read, written by each worker at start
+                                        (the last wins): ``events`` (the stream's length, 0: off).
+``P m:<name>``                 hash     Counters of one task name, for metrics: ``succeeded``,
+                                        ``failed``, ``retried``, ``revoked``, ``expired``,
+                                        ``dead``, runtime buckets ``b1``..``b15`` and ``rt`` (the
+                                        runtimes' sum in ms). No expiry.
+``P m:names``                  set      Task names that have counters.
 ``P reply:<id>``               list     Replies of workers to one broadcast that asks for them
                                         (``jobs.control.ping()``): JSON ``{worker name: answer}``
                                         each; ``PX`` 60 s, deleted by the caller when done.
@@ -199,6 +211,25 @@ class Keys:
     def control(self) -> str:
         """The broadcast channel to workers."""
         return f"{self.prefix}:control"
+
+    @property
+    def events_stream(self) -> str:
+        """The stream of task and worker events."""
+        return f"{self.prefix}:events"
+
+    @property
+    def conf(self) -> str:
+        """The settings the scripts read."""
+        return f"{self.prefix}:conf"
+
+    def counters_of(self, name: str) -> str:
+        """The counters of one task name."""
+        return f"{self.prefix}:m:{name}"
+
+    @property
+    def counted_names(self) -> str:
+        """The set of task names with counters."""
+        return f"{self.prefix}:m:names"
 
     def reply(self, broadcast_id: str) -> str:
         """The list of the workers' replies to one broadcast."""

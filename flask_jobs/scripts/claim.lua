@@ -185,6 +185,8 @@ for qi = 1, nq do
         redis.call('HDEL', rk, 'body')
         redis.call('PEXPIRE', rk, ttl)
         redis.call('HINCRBY', P .. 'stats', 'expired', 1)
+        note('task-expired', id, f[5])
+        count(f[5], 'expired')
         publish(id, 'REVOKED')
         settle(id, 'REVOKED', f[10], f[11])
         drop(id, f[5], '1')
@@ -213,6 +215,7 @@ for qi = 1, nq do
           out[#out + 1] = f[3]
           out[#out + 1] = f[4]
           out[#out + 1] = f[5]
+          note('task-received', id, f[5])
           claimed = claimed + 1
           if f[9] then suspect, stop = 1, true end
         end
@@ -250,4 +253,5 @@ if out[1] == 0 and more == 0 and #handed == 0 and ARGV[8] == '1' then
 end
 local first = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
 if first[2] then out[3] = math.max(0, tonumber(first[2]) - NOW) end
+flush(worker)
 return out

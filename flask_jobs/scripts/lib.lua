@@ -25,6 +25,10 @@
 --   stats                  hash     counters
 --   ev:<id>                channel  a task's state changes
 --   control                channel  broadcasts to workers
+--   events                 stream   task and worker events, a batch per entry
+--   conf                   hash     settings the scripts read (events: the stream's length)
+--   m:<name>               hash     counters of a task name (outcomes, runtime buckets)
+--   m:names                set      task names with counters
 --   reply:<id>             list     workers' replies to one broadcast
 --   beat:e:<name>          hash     a periodic task: definition and run state
 --   beat:due               zset     enabled periodic tasks by due time (ms)
@@ -47,6 +51,52 @@ end
 local function tkey(id) return P .. 't:' .. id end
 
 local function publish(id, state) redis.call('PUBLISH', P .. 'ev:' .. id, state) end
+
+-- Events and counters, batched: a script notes what happened (note, count) and flush() writes
+-- it at the end: one XADD to the events stream (when JOBS_EVENTS is on: conf's 'events' field
+-- holds the stream's length) whose 'e' field holds one line per event,
+-- "<type>\t<id>\t<name>\t<info>", and one HINCRBY per task name and counter touched (m:<name>:
+-- succeeded, failed, retried, revoked, expired, dead, and runtime buckets b1..b15 with rt, the
+-- runtime sum in ms, for the metrics). The stream entry's id is its time.
+local EV_LEN
+local evs, counts = {}, {}
+local function note(kind, id, name, info)
+  if EV_LEN == nil then
+    EV_LEN = tonumber(redis.call('HGET', P .. 'conf', 'events') or '0') or 0
+  end
+  if EV_LEN > 0 then
+    evs[#evs + 1] = kind .. '\t' .. id .. '\t' .. (name or '') .. '\t' .. (info or '')
+  end
+end
+-- Runtime buckets in ms (Prometheus's default seconds buckets, and longer ones).
+local BUCKETS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local function count(name, field, runtime)
+  if not name or name == '' then return end
+  local c = counts[name]
+  if not c then c = {} counts[name] = c end
+  c[field] = (c[field] or 0) + 1
+  if runtime then
+    local b = #BUCKETS + 1
+    for i, limit in ipairs(BUCKETS) do
+      if runtime <= limit then b = i break end
+    end
+    c['b' .. b] = (c['b' .. b] or 0) + 1
+    c.rt = (c.rt or 0) + runtime
+  end
+end
+local function flush(worker)
+  if #evs > 0 then
+    redis.call('XADD', P .. 'events', 'MAXLEN', '~', EV_LEN, '*', 'w', worker or '',
+      'e', table.concat(evs, '\n'))
+    evs = {}
+  end
+  for name, c in pairs(counts) do
+    local mk = P .. 'm:' .. name
+    for field, v in pairs(c) do redis.call('HINCRBY', mk, field, v) end
+    redis.call('SADD', P .. 'm:names', name)
+  end
+  counts = {}
+end
 
 -- Wake one idle consumer of a queue: at most one token waits in the list (BLPOP takes it).
 local function wake(queue)
@@ -149,6 +199,8 @@ local function dead_letter(id, name, reason, dead_ttl)
     publish(id, 'FAILURE')
     if not FINAL[f[1]] then settle(id, 'FAILURE', f[2], f[3]) end
   end
+  note('task-dead-lettered', id, name, string.sub(reason, 1, 200))
+  count(name, 'dead')
   redis.call('LPUSH', P .. 'dlq',
     cjson.encode({id = id, name = name or '', reason = reason, at = NOW}))
   redis.call('LTRIM', P .. 'dlq', 0, DLQ_CAP - 1)
@@ -179,8 +231,8 @@ local function apply_writes(worker, base, ttl, dead_ttl)
     local tb, opt, body = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
     i = i + 9
     local rk = tkey(id)
-    local f = redis.call('HMGET', rk, 'state', 'group', 'chain', 'fwd')
-    local cur, grp, chn = f[1], f[2], f[3]
+    local f = redis.call('HMGET', rk, 'state', 'group', 'chain', 'fwd', 'name', 'st')
+    local cur, grp, chn, name = f[1], f[2], f[3], f[5]
     if redis.call('HGET', active, id) ~= att or not cur then
       -- Not stale: a STARTED/progress write that lost the race (flusher vs claim) to the final
       -- write of the same attempt (late, not a zombie's), or a write of ours applied already.
@@ -198,10 +250,12 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       if kind == 'S' then
         redis.call('HSET', rk, 'state', 'STARTED', 'upd', NOW, 'st', NOW)
         publish(id, 'STARTED')
+        note('task-started', id, name)
       else
         redis.call('HSET', rk, 'state', state, 'rtype', rtype, 'result', result, 'upd', NOW)
         redis.call('HSETNX', rk, 'st', NOW)
         publish(id, state)
+        note('task-progress', id, name, state)
       end
       if chn then  -- the chain's current step, whose progress its status folds in
         redis.call('HSET', P .. 'gc:' .. chn, 'cur', id, 'upd', NOW)
@@ -220,6 +274,17 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       redis.call('PEXPIRE', rk, ttl)
       publish(id, state)
       settle(id, state, grp, chn, f[4])
+      local runtime = NOW - (tonumber(f[6]) or NOW)
+      if state == 'SUCCESS' then
+        note('task-succeeded', id, name, runtime)
+        count(name, 'succeeded', runtime)
+      elseif state == 'FAILURE' then
+        note('task-failed', id, name, runtime)
+        count(name, 'failed', runtime)
+      else
+        note('task-revoked', id, name, 'terminated')
+        count(name, 'revoked')
+      end
     elseif kind == 'R' then
       redis.call('HDEL', active, id)
       redis.call('HSET', rk, 'state', 'RETRY', 'rtype', rtype, 'result', result, 'tb', tb,
@@ -233,6 +298,8 @@ local function apply_writes(worker, base, ttl, dead_ttl)
         push_ready(id, qp[1], qp[2], false)
       end
       publish(id, 'RETRY')  -- (no expiry while it waits: the record holds the new message)
+      note('task-retried', id, name, countdown)
+      count(name, 'retried')
     elseif kind == 'L' then
       redis.call('HDEL', active, id)
       redis.call('HINCRBY', rk, 'dlv', -1)
@@ -240,7 +307,7 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       push_ready(id, qp[1], qp[2], true)
     elseif kind == 'D' then
       redis.call('HDEL', active, id)
-      dead_letter(id, opt, result, dead_ttl)
+      dead_letter(id, opt, result, dead_ttl)  -- (notes and counts it)
     elseif kind == 'X' then
       redis.call('HDEL', active, id)
       redis.call('HDEL', rk, 'sus', 'body')

@@ -4,7 +4,7 @@
 -- ARGV: prefix, id, result_ttl_ms, reason. Returns the state after the call, or false if unknown.
 local id, ttl, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local rk = KEYS[1]
-local f = redis.call('HMGET', rk, 'state', 'group', 'chain')
+local f = redis.call('HMGET', rk, 'state', 'group', 'chain', 'name')
 local state = f[1]
 if not state then return false end
 if FINAL[state] then return state end
@@ -15,6 +15,9 @@ if state == 'PENDING' or state == 'RETRY' then
   redis.call('PEXPIRE', rk, ttl)
   publish(id, 'REVOKED')
   settle(id, 'REVOKED', f[2], f[3])
+  note('task-revoked', id, f[4], reason)
+  count(f[4], 'revoked')
+  flush('')
   return 'REVOKED'
 end
 redis.call('HSET', rk, 'revoked', reason)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from ..events import EventStream
 from .control import ControlChannel
 
 if TYPE_CHECKING:
@@ -65,6 +66,13 @@ class Heartbeat(threading.Thread):
         """Renew every heartbeat now."""
         self.state.broker.heartbeat(client, self.identities(), self.info, self.timeout_ms)
         self.beats += 1
+        settings = self.state.settings
+        if settings.events:
+            pipe = client.pipeline(transaction=False)
+            EventStream(client, self.state.keys).add_worker_event(
+                pipe, "worker-heartbeat", self.caller, settings.events_maxlen,
+                {"hostname": self.info.get("hostname"), "pid": self.info.get("pid")})
+            pipe.execute()
         if self.health_file is not None:
             try:
                 self.health_file.touch()
@@ -94,6 +102,11 @@ class Heartbeat(threading.Thread):
                             log.warning("Gave back %d task(s) of dead workers to their queues",
                                         given)
                         next_reap = now + self.reap_interval
+                        if self.state.settings.events:  # (the length is capped by each XADD)
+                            oldest = int((time.time() - self.state.settings.events_max_age)
+                                         * 1000)
+                            client.xtrim(self.state.keys.events_stream, minid=oldest,
+                                         approximate=True)
                 channel.poll(max(0.0, next_beat - time.monotonic()))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("Heartbeat: Redis unavailable (%s)", exc)

@@ -114,10 +114,14 @@ class Worker(WorkerOptions):
                 time.sleep(pause)  # (Ctrl-C stops it: no signal handlers are installed yet)
 
     def register_rate_limits(self) -> None:
-        """Publish the rate limits of this worker's tasks (they apply over all workers)."""
+        """Publish the rate limits of this worker's tasks (they apply over all workers), and
+        the settings the scripts read (:data:`JOBS_EVENTS`: the events stream's length)."""
         self.state.broker.register_rate_limits(
             {name: getattr(task, "rate_limit", None)
              for name, task in self.state.jobs.tasks.items()})
+        settings = self.state.settings
+        self.state.client.hset(self.state.keys.conf, "events",
+                               settings.events_maxlen if settings.events else 0)
 
     def process(self) -> Process:
         """A :class:`~flask_jobs.worker.process.Process` of this worker's consumers."""

@@ -9,9 +9,11 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
 from flask import Flask
 
 from .. import signals
+from ..events import EventStream
 from ..state import AppState
 from .pools import Pool, make_pool
 
@@ -103,11 +105,28 @@ class WorkerOptions:
     def announce_ready(self) -> None:
         """Send :data:`~flask_jobs.signals.worker_ready` and log that the worker is up."""
         signals.send(signals.worker_ready, self, hostname=self.hostname)
+        self.worker_event("worker-online")
         log.info("%s ready.", self.hostname)
 
     def announce_shutdown(self) -> None:
         """Send :data:`~flask_jobs.signals.worker_shutdown` (before the last writes)."""
         signals.send(signals.worker_shutdown, self, hostname=self.hostname)
+        self.worker_event("worker-offline")
+
+    def worker_event(self, kind: str) -> None:
+        """Add ``worker-online`` or ``worker-offline`` to the events (when they are on)."""
+        settings = self.state.settings
+        if not settings.events:
+            return
+        try:
+            pipe = self.state.client.pipeline(transaction=False)
+            EventStream(self.state.client, self.state.keys).add_worker_event(
+                pipe, kind, self.name, settings.events_maxlen,
+                {"hostname": self.hostname, "pid": os.getpid(), "pool": self.pool,
+                 "concurrency": self.concurrency, "queues": self.queues})
+            pipe.execute()
+        except redis.RedisError as exc:  # (an event is not worth failing a start or stop)
+            log.warning("Could not add the %s event: %s", kind, exc)
 
     def task_names(self) -> list[str]:
         """The names of the app's tasks, sorted, without the built-ins (``flask_jobs.*``), as
