@@ -102,11 +102,11 @@ class Heartbeat(threading.Thread):
                             log.warning("Gave back %d task(s) of dead workers to their queues",
                                         given)
                         next_reap = now + self.reap_interval
-                        if self.state.settings.events:  # (the length is capped by each XADD)
+                        if self.state.settings.events:  # (the length is capped by each XADD; the age here)
                             oldest = int((time.time() - self.state.settings.events_max_age)
                                          * 1000)
                             client.xtrim(self.state.keys.events_stream, minid=oldest,
-                                         approximate=True)
+                                         approximate=False)
                 channel.poll(max(0.0, next_beat - time.monotonic()))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("Heartbeat: Redis unavailable (%s)", exc)
