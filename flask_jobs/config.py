@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_STATUS_AUTHORIZER": None,
     "JOBS_CURRENT_OWNER": None,
     "JOBS_EXPOSE_TRACEBACKS": False,
+    "JOBS_METRICS": False,
+    "JOBS_METRICS_AUTHORIZER": None,
     "JOBS_EVENTS": True,
     "JOBS_EVENTS_MAXLEN": 10_000,
     "JOBS_EVENTS_MAX_AGE": 3600.0,
@@ -80,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
 LIVE_KEYS = frozenset({
     "JOBS_ALWAYS_EAGER", "JOBS_EAGER_PROPAGATES", "JOBS_EXPOSE_TRACEBACKS",
     "JOBS_STATUS_AUTHORIZER", "JOBS_CURRENT_OWNER", "JOBS_SSE_HEARTBEAT", "JOBS_SSE_MAX_AGE",
+    "JOBS_METRICS", "JOBS_METRICS_AUTHORIZER",
 })
 
 #: Keys holding seconds, and whether 0 is allowed.
@@ -397,6 +400,16 @@ class Settings:
     def current_owner(self) -> Any:
         """:data:`JOBS_CURRENT_OWNER`: a callable, an import string, or None."""
         return self.config.get("JOBS_CURRENT_OWNER")
+
+    @property
+    def metrics(self) -> bool:
+        """:data:`JOBS_METRICS`: serve ``<prefix>/metrics``."""
+        return bool(self.config.get("JOBS_METRICS"))
+
+    @property
+    def metrics_authorizer(self) -> Any:
+        """:data:`JOBS_METRICS_AUTHORIZER`: a callable, an import string, or None."""
+        return self.config.get("JOBS_METRICS_AUTHORIZER")
 
     @property
     def sse_heartbeat(self) -> float:

@@ -66,6 +66,13 @@ def make_blueprint(jobs: Registry) -> Blueprint:
         response: Response = _views().revoke(jobs, task_id)
         return response
 
+    @bp.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus metrics (:data:`JOBS_METRICS`)."""
+        from .metrics import metrics as view  # (here: most apps never serve metrics)
+
+        return view(jobs)
+
     @bp.after_request
     def no_store(response: Response) -> Response:
         if request.endpoint != "jobs.static":
