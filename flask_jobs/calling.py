@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import tracing
 from .eager import run_eagerly
 from .exceptions import NotRegistered
 from .message import Message, build_message
@@ -41,7 +42,11 @@ def send(state: AppState, task: TaskLike | None, name: str, args: Iterable[Any] 
         build_message(state.settings, state.codecs, task, name, args, kwargs, **options)
         return apply_eagerly(state, task, args, kwargs, options)
     message = build_message(state.settings, state.codecs, task, name, args, kwargs, **options)
-    queued = state.broker.enqueue((message,), options.get("group_id") or "")
+    if tracing.on():
+        with tracing.publish_span(name, message.queue, message.id):
+            queued = state.broker.enqueue((message,), options.get("group_id") or "")
+    else:  # (no context manager on the hot path)
+        queued = state.broker.enqueue((message,), options.get("group_id") or "")
     result = AsyncResult(message.id, jobs=state.jobs, app=state.app, task_name=name)
     if not queued:  # its id was taken: a chain's step revoked already, or a dedup key's holder
         result.exists()  # (one read, rare: a final state is kept, see known_state)

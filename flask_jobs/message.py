@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from os import urandom as _urandom
 from typing import Any
 
+from . import tracing
 from .config import Settings
 from .exceptions import EncodeError, PayloadTooLarge
 from .request import TaskLike
@@ -271,9 +272,10 @@ def build_message(
     expires_s = _expires_seconds(expires)
     # Relative to the enqueue, measured on Redis's clock by the script.
     expires_ms = max(1, int(expires_s * 1000)) if expires_s is not None else 0
+    if headers is not None and not isinstance(headers, dict):
+        raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
+    headers = tracing.inject(headers)  # (the sender's trace, when OpenTelemetry is on)
     if headers:
-        if not isinstance(headers, dict):
-            raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
         body["headers"] = headers
     if link is not None:
         body["link"] = _signature_list(link)

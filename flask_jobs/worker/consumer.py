@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import signals, states
+from .. import signals, states, tracing
 from ..claims import Claimed, parse_handed
 from ..connection import data, text
 from ..exceptions import (
@@ -278,7 +278,13 @@ class Consumer:
             slot.set(claimed.id, claimed.attempt, request.time_limit or task.time_limit)
         started = rt.started_at[self.number] = time.monotonic()
         try:
-            outcome = execute(task, request, rt.app, rt.limits, rt.dump_result)
+            if tracing.on():
+                with tracing.process_span(task.name, rt.state.settings.route(
+                        task.name, task.queue), claimed.id, request.headers) as span:
+                    outcome = execute(task, request, rt.app, rt.limits, rt.dump_result)
+                    tracing.record_outcome(span, outcome.state, outcome.exception)
+            else:  # (no context manager on the hot path)
+                outcome = execute(task, request, rt.app, rt.limits, rt.dump_result)
         finally:
             rt.started_at[self.number] = None
             runtime = time.monotonic() - started
