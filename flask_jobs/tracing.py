@@ -7,8 +7,8 @@ a ``process`` span (kind CONSUMER) that continues the trace. Names and attribute
 OpenTelemetry's messaging conventions (``messaging.system``, ``messaging.operation.type``,
 ``messaging.destination.name``, ``messaging.message.id``).
 
-Without the package, or with no tracer provider configured (the API's no-op default), this
-costs one check per send and per run.
+Without the package, or with no tracer provider configured (the API's default), this costs
+one check per send and per run.
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ def _otel() -> Any:
 
 
 def on() -> bool:
-    """Whether OpenTelemetry is installed (then sends and runs get spans)."""
-    return bool(_api if _api is not None else _otel())
+    """Whether OpenTelemetry is installed and a tracer provider is set (then sends and runs
+    get spans; with the API's default provider they would be no-ops, so they are skipped)."""
+    api = _api if _api is not None else _otel()
+    if not api:
+        return False
+    provider = api[0].get_tracer_provider()
+    return not isinstance(provider, (api[0].ProxyTracerProvider, api[0].NoOpTracerProvider))
 
 
 def inject(headers: dict[str, Any] | None) -> dict[str, Any] | None:
