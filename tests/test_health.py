@@ -64,3 +64,27 @@ def test_call_and_result_as_celerys(worker_process, app, jobs_redis):
 def test_dlq_list_says_when_there_are_none(app, jobs_redis):
     out = app.test_cli_runner().invoke(jobs_cli, ["dlq", "list"])
     assert (out.exit_code, out.output) == (0, "No dead letters.\n")
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, prefix + (name,))
+
+
+def test_every_help_text_reads_as_plain_text(app):
+    # Given every command and group of 'flask jobs'
+    runner = app.test_cli_runner()
+    for path, command in [((), jobs_cli), *_commands(jobs_cli)]:
+        out = runner.invoke(jobs_cli, [*path, "--help"])
+        # Then its help shows, with no reST markup, and no command's line in a listing is
+        # cut off with "..."
+        assert out.exit_code == 0, (path, out.output)
+        assert "``" not in out.output and ":data:" not in out.output, (path, out.output)
+        if "Commands:" in out.output:
+            listed = out.output.split("Commands:")[1].splitlines()
+            assert not [line for line in listed if line.rstrip().endswith("...")], (
+                path, out.output)

@@ -31,7 +31,7 @@ def dlq_list(limit: int, as_json: bool) -> None:
             click.echo(f"{entry['id']}  {entry.get('name') or '?'}  {entry['reason']}")
 
 
-@dlq_group.command("requeue")
+@dlq_group.command("requeue", short_help="Queue dead-lettered tasks again.")
 @click.argument("task_ids", nargs=-1, required=True)
 def dlq_requeue(task_ids: tuple[str, ...]) -> None:
     """Queue dead-lettered tasks again (their messages are kept with their records)."""

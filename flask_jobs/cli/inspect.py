@@ -34,9 +34,9 @@ def queues_command() -> None:
         click.echo(f"{key}: {value}")
 
 
-@jobs_cli.command("status")
+@jobs_cli.command("status", short_help="List the live workers, as 'celery status'.")
 def status_command() -> None:
-    """List the live workers, as ``celery status``; exit 1 when none is online."""
+    """List the live workers, as 'celery status'; exit 1 when none is online."""
     stats = _inspector(None).stats()
     if not stats:
         raise click.ClickException("No worker is online.")
@@ -47,7 +47,7 @@ def status_command() -> None:
     click.echo(f"\n{len(stats)} node{'' if len(stats) == 1 else 's'} online.")
 
 
-@jobs_cli.command("ping")
+@jobs_cli.command("ping", short_help="Check that workers answer (for health probes).")
 @click.option("-d", "--destination", help="Comma-separated worker names (default: any worker).")
 @click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Seconds to wait for the answers.")
@@ -67,17 +67,17 @@ def ping_command(destination: str | None, timeout: float) -> None:
         raise click.ClickException(f"No worker answered within {timeout:g}s.")
 
 
-@jobs_cli.command("inspect")
+@jobs_cli.command("inspect", short_help="Show what the live workers run, hold or can do.")
 @click.argument("method", type=click.Choice(INSPECT_METHODS))
 @click.option("-d", "--destination", help="Comma-separated worker names (default: every live "
               "worker).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reply as one JSON object.")
 def inspect_command(method: str, destination: str | None, as_json: bool) -> None:
-    """Show what the live workers run, hold or can do, as ``celery inspect``.
+    """Show what the live workers run, hold or can do, as 'celery inspect'.
 
-    METHOD is ``active`` (running now), ``reserved`` (prefetched, not started), ``registered``
-    (task names), ``stats`` (settings and how many tasks each holds) or ``ping``. Exits 1 when
-    no worker (of ``--destination``) is online.
+    METHOD is 'active' (running now), 'reserved' (prefetched, not started), 'registered'
+    (task names), 'stats' (settings and how many tasks each holds) or 'ping'. Exits 1 when
+    no worker (of '--destination') is online.
     """
     names = [d.strip() for d in destination.split(",") if d.strip()] if destination else None
     reply = getattr(_inspector(names), method)()

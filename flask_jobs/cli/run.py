@@ -48,7 +48,7 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
                    optimization: str | None, max_tasks_per_child: int | None,
                    shutdown_timeout: float | None, beat: bool, health_file: str | None,
                    logfile: str | None, log_format: str) -> None:
-    """Start a worker: ``flask --app APP jobs worker -c 4``."""
+    """Start a worker: 'flask --app APP jobs worker -c 4'."""
     if pool == "gevent":
         try:
             from gevent import monkey
@@ -93,7 +93,7 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
 def beat_command(info: ScriptInfo, loglevel: str, max_interval: float | None,
                  hostname: str | None, schedule_file: str | None, logfile: str | None,
                  log_format: str) -> None:
-    """Send periodic tasks when they are due (as ``celery beat``). Run as many as you like:
+    """Send periodic tasks when they are due (as 'celery beat'). Run as many as you like:
     one leads, each due run is sent once, and another takes over when the leader dies."""
     import signal
 

@@ -10,7 +10,7 @@ from flask import current_app
 from .group import jobs_cli
 
 
-@jobs_cli.group("schedule")
+@jobs_cli.group("schedule", short_help="List and change the periodic tasks.")
 def schedule_group() -> None:
     """List and change the periodic tasks (every beat sees changes at once)."""
 
@@ -72,7 +72,7 @@ def schedule_run(name: str) -> None:
     click.echo(f"sent {name}: task {result.id}")  # type: ignore[attr-defined]
 
 
-@schedule_group.command("remove")
+@schedule_group.command("remove", short_help="Delete the periodic task NAME.")
 @click.argument("name")
 def schedule_remove(name: str) -> None:
     """Delete NAME (an entry of the configuration comes back when a beat starts)."""

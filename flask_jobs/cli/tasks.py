@@ -12,11 +12,11 @@ from ..exceptions import TimeoutError as ResultTimeout
 from .group import jobs_cli
 
 
-@jobs_cli.command("purge")
+@jobs_cli.command("purge", short_help="Discard every task waiting in the queues.")
 @click.option("-Q", "--queues", help="Comma-separated queues (default: every queue).")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 def purge_command(queues: str | None, force: bool) -> None:
-    """Discard every task waiting in the queues (as ``celery purge``); they become REVOKED.
+    """Discard every task waiting in the queues (as 'celery purge'); they become REVOKED.
 
     Delayed and running tasks are not touched. There is no undo.
     """
@@ -38,7 +38,7 @@ def purge_command(queues: str | None, force: bool) -> None:
 @click.option("--signal", "signal_name", type=click.Choice(["SIGTERM", "SIGKILL"]),
               default="SIGTERM", show_default=True, help="How --terminate stops it.")
 def revoke_command(task_ids: tuple[str, ...], terminate: bool, signal_name: str) -> None:
-    """Revoke tasks by id (as ``celery control revoke``)."""
+    """Revoke tasks by id (as 'celery control revoke')."""
     state = current_app.extensions["jobs"]
     before = state.broker.task_states(task_ids)
     unknown = [t for t, now in zip(task_ids, before, strict=True) if now is None]
@@ -84,7 +84,7 @@ def _json_option(value: str | None, what: str, kind: type) -> object:
 def call_command(name: str, args_json: str | None, kwargs_json: str | None,
                  countdown: float | None, eta: str | None, expires: str | None,
                  queue: str | None, priority: int | None, serializer: str | None) -> None:
-    """Send task NAME and print its id, as ``celery call``. The task need not be defined in
+    """Send task NAME and print its id, as 'celery call'. The task need not be defined in
     this app: it is sent by name."""
     options = {key: value for key, value in (
         ("countdown", countdown), ("eta", eta), ("queue", queue), ("priority", priority),
@@ -103,14 +103,14 @@ def call_command(name: str, args_json: str | None, kwargs_json: str | None,
     click.echo(result.id)
 
 
-@jobs_cli.command("result")
+@jobs_cli.command("result", short_help="Print the result of a task, as 'celery result'.")
 @click.argument("task_id")
 @click.option("--traceback", "show_traceback", is_flag=True,
               help="Print the failure's traceback instead of the result.")
 @click.option("--timeout", type=float, help="Seconds to wait for it to finish (default: as long "
               "as it takes).")
 def result_command(task_id: str, show_traceback: bool, timeout: float | None) -> None:
-    """Print the result of task TASK_ID, waiting for it to finish, as ``celery result``."""
+    """Print the result of task TASK_ID, waiting for it to finish, as 'celery result'."""
     jobs = current_app.extensions["jobs"].jobs
     result = jobs.AsyncResult(task_id)
     if not result.exists():
