@@ -138,11 +138,20 @@ def start_reindex() -> Any:
 def job(job_id: str) -> Any:
     """A job's own page: a progress bar wired by ``data-flask-jobs-status-url`` alone."""
     result = jobs.AsyncResult(job_id)
+    group = None
     if result.exists():
         title, cancel = TITLES.get(result.name or "", "Job"), result.name == rebuild_index.name
-    elif jobs.GroupResult.restore(job_id) is not None:
+        state, info = result.state, result.info
+        percent = (100 if state == "SUCCESS" else round(100 * info["current"] / info["total"])
+                   if isinstance(info, dict) and info.get("total") else 0)
+    elif (group := jobs.GroupResult.restore(job_id)) is not None:
         title, cancel = "Quarterly report", False
+        done = group.completed_count()
+        state = "SUCCESS" if group.successful() else "PROGRESS" if done else "PENDING"
+        percent = round(100 * done / max(1, len(group.results)))
     else:
         abort(404)
+    # (the state and percent are what a browser without JavaScript shows; it reloads the page)
     return render_template("job.html", job_id=job_id, title=title, cancel=cancel,
-                           sse=request.args.get("sse") != "0")
+                           sse=request.args.get("sse") != "0", state=state, percent=percent,
+                           final=state in ("SUCCESS", "FAILURE", "REVOKED"))

@@ -7,6 +7,25 @@ const LABELS = {PENDING: 'Waiting…', STARTED: 'Started', PROGRESS: 'Working…
   RETRY: 'Retrying…', SUCCESS: 'Done', FAILURE: 'Failed', REVOKED: 'Cancelled'};
 const bound = new WeakMap(); // element -> tracking promise
 const noop = () => {};
+// The bundled stylesheet, next to this script: added once by the first bar when the page has
+// none, so one <script> tag is enough. data-flask-jobs-css on the script tag overrides its URL;
+// "none" leaves styling to the page.
+const me = d.currentScript;
+const CSS = me && (me.getAttribute(A + 'css') ||
+  (me.src && me.src.replace(/\.js(\?.*)?$/, '.css$1')));
+let cssChecked = false;
+function ensureStyles() {
+  if (cssChecked) return;
+  cssChecked = true;
+  if (!CSS || CSS === 'none' || d.querySelector('link[href*="flask-jobs"][rel~="stylesheet"]')) return;
+  const probe = d.body.appendChild(Object.assign(d.createElement('div'), {className: 'fj-bar'}));
+  const styled = getComputedStyle(probe).overflow === 'hidden'; // (our rule; the default is visible)
+  probe.remove();
+  if (!styled) {
+    d.head.appendChild(Object.assign(d.createElement('link'),
+      {rel: 'stylesheet', href: CSS, id: 'flask-jobs-css'}));
+  }
+}
 
 // "/status/" (the last one in the path) -> "/<seg>/"
 function derive(url, seg) {
@@ -126,6 +145,7 @@ function bar(el, url, o) {
   o = Object.assign({eventsUrl: attr('events-url'), sse: attr('sse') !== 'false',
     pollInterval: +attr('poll-interval')}, o);
   if (bound.has(el)) bound.get(el).stop();
+  ensureStyles();
   const mk = (tag, cls, parent) =>
     parent.appendChild(Object.assign(d.createElement(tag), {className: cls}));
   el.textContent = '';
@@ -170,6 +190,7 @@ function bar(el, url, o) {
     pb.setAttribute('aria-valuenow', p);
     pct.textContent = p + ' %';
     status.textContent = s.status || LABELS[st] || st;
+    pb.setAttribute('aria-valuetext', p + ' %, ' + status.textContent); // (read by screen readers)
     const sec = s.eta_seconds;
     eta.hidden = fin || sec == null || !(sec >= 0);
     eta.textContent = eta.hidden ? '' : 'about ' +

@@ -488,3 +488,61 @@ def test_bar_survives_a_server_restart(browser: Any, jobs_redis_url: str, e2e_wo
     finally:
         context.close()
         server.stop()
+
+
+def _start_import(page: Page) -> dict[str, Any]:
+    r = page.page.request.post("/import", form={"source": "sample", "sample": "sales.csv"},
+                               headers={"Accept": "application/json"})
+    assert r.status == 202, r.text()
+    return r.json()
+
+
+BARE_PAGE = """<!doctype html><title>bare</title>
+<script src="/jobs/static/flask-jobs.js"></script>
+<div id="bare" data-flask-jobs-status-url="{status_url}"></div>"""
+
+
+@browser_test
+def test_one_script_tag_is_enough_and_the_bar_speaks(page: Page) -> None:
+    """A page with the script and no stylesheet (the classic recipe's) gets the bundled style;
+    the bar tells screen readers its status; a hidden bar stays hidden."""
+    expect = _expect()
+    job = _start_import(page)
+    page.page.route("**/bare-page", lambda route: route.fulfill(
+        body=BARE_PAGE.format(status_url=job["status_url"]), content_type="text/html"))
+    page.page.goto("/bare-page")
+    expect(page.page.locator("link#flask-jobs-css")).to_have_count(1)
+    bar = page.page.locator("#bare [role=progressbar]")
+    page.page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('#bare .fj-bar')).height !== '0px'")
+    expect(bar).to_have_attribute("aria-valuetext", __import__("re").compile(r"^\d+ %, .+"))
+    expect(page.page.locator("#bare")).to_have_attribute("data-state", "success",
+                                                          timeout=30_000)
+    expect(bar).to_have_attribute("aria-valuetext", "100 %, Done")
+    # A bar the page hides (e.g. to show a new error instead) disappears, though .fj is a block
+    page.page.evaluate("() => { document.getElementById('bare').hidden = true; }")
+    assert page.page.evaluate(
+        "() => getComputedStyle(document.getElementById('bare')).display") == "none"
+    # and a page that links the stylesheet itself gets no second copy
+    page.page.goto(f"/job/{job['id']}")
+    expect(page.page.locator("#job-bar")).to_have_attribute("data-state", "success")
+    expect(page.page.locator("link#flask-jobs-css")).to_have_count(0)
+
+
+@browser_test
+def test_without_javascript_the_job_page_shows_the_state_and_reloads(
+        browser: Any, live_server: LiveServer, page: Page) -> None:
+    expect = _expect()
+    job = _start_import(page)
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        plain = context.new_page()
+        plain.goto(f"/job/{job['id']}")
+        status = plain.locator("#noscript-status")
+        expect(status).to_contain_text("(this page reloads every 2 seconds)")
+        assert plain.locator('meta[http-equiv="refresh"]').count() == 1
+        # the page reloads itself until the job is done, then stops
+        expect(status).to_have_text("SUCCESS: 100 %", timeout=30_000)
+        assert plain.locator('meta[http-equiv="refresh"]').count() == 0
+    finally:
+        context.close()
