@@ -59,7 +59,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_dev_runs_the_app_a_worker_and_a_beat(jobs_redis, jobs_redis_url, tmp_path):
+def test_dev_runs_the_app_a_worker_and_a_beat(app, jobs_redis, jobs_redis_url, tmp_path):
     port = _free_port()
     env = {**os.environ, "JOBS_BROKER_URL": jobs_redis_url, "PYTHONPATH": str(ROOT),
            "JOBS_BEAT_SCHEDULE": '{"tick": {"task": "tests.apps.basic.record", '
