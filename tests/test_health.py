@@ -88,3 +88,20 @@ def test_every_help_text_reads_as_plain_text(app):
             listed = out.output.split("Commands:")[1].splitlines()
             assert not [line for line in listed if line.rstrip().endswith("...")], (
                 path, out.output)
+
+
+def test_dlq_requeue_all_shows_a_progress_bar(app, jobs_redis, worker_process):
+    from tests.conftest import wait_for
+
+    old = worker_process("-P", "solo")  # (does not know tests.late_deployed)
+    sent = [app.extensions["jobs"].jobs.send_task("tests.late_deployed", [i]) for i in range(25)]
+    wait_for(lambda: jobs_redis.llen("jobs:dlq") == 25, 20, "25 dead letters")
+    assert old.stop() == 0
+    worker_process("-P", "solo", env={"JOBS_TEST_LATE_DEPLOY": "1"})
+    runner = app.test_cli_runner()
+    both = runner.invoke(jobs_cli, ["dlq", "requeue", "--all", sent[0].id])
+    assert both.exit_code == 2 and "not both" in both.output
+    out = runner.invoke(jobs_cli, ["dlq", "requeue", "--all"])
+    assert out.exit_code == 0, out.output
+    assert "Requeueing" in out.output and "requeued 25 task(s)" in out.output
+    assert [r.get(timeout=20) for r in sent] == [10 * i for i in range(25)]

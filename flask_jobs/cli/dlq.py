@@ -32,16 +32,33 @@ def dlq_list(limit: int, as_json: bool) -> None:
 
 
 @dlq_group.command("requeue", short_help="Queue dead-lettered tasks again.")
-@click.argument("task_ids", nargs=-1, required=True)
-def dlq_requeue(task_ids: tuple[str, ...]) -> None:
-    """Queue dead-lettered tasks again (their messages are kept with their records)."""
-    broker = current_app.extensions["jobs"].broker
-    failed = [t for t in task_ids if not DeadLetters(broker).requeue(t)]
-    for t in task_ids:
-        if t not in failed:
-            click.echo(f"requeued {t}")
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Requeue every dead letter kept.")
+def dlq_requeue(task_ids: tuple[str, ...], every: bool) -> None:
+    """Queue dead-lettered tasks again, by id or --all (their messages are kept with their
+    records). Many at once show a progress bar."""
+    dead = DeadLetters(current_app.extensions["jobs"].broker)
+    if every == bool(task_ids):
+        raise click.UsageError("Give task ids, or --all (not both).")
+    ids = list(task_ids) or list(dict.fromkeys(e["id"] for e in dead.list(10**9)))
+    failed: list[str] = []
+    if len(ids) > 20:
+        with click.progressbar(length=len(ids), label="Requeueing", show_pos=True) as bar:
+            for t in ids:
+                if not dead.requeue(t):
+                    failed.append(t)
+                bar.update(1)
+        click.echo(f"requeued {len(ids) - len(failed)} task(s)")
+    else:
+        for t in ids:
+            if dead.requeue(t):
+                click.echo(f"requeued {t}")
+            else:
+                failed.append(t)
     if failed:
-        raise click.ClickException(f"no message kept for: {', '.join(failed)} (expired?)")
+        raise click.ClickException(f"no message kept for {len(failed)} task(s): "
+                                   f"{', '.join(failed[:20])}{' ...' if len(failed) > 20 else ''}"
+                                   " (expired?)")
 
 
 @dlq_group.command("purge")
