@@ -78,7 +78,7 @@ def _commands(group, prefix=()):
 def test_every_help_text_reads_as_plain_text(app):
     # Given every command and group of 'flask jobs'
     runner = app.test_cli_runner()
-    for path, command in [((), jobs_cli), *_commands(jobs_cli)]:
+    for path, _command in [((), jobs_cli), *_commands(jobs_cli)]:
         out = runner.invoke(jobs_cli, [*path, "--help"])
         # Then its help shows, with no reST markup, and no command's line in a listing is
         # cut off with "..."
