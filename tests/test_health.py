@@ -105,3 +105,21 @@ def test_dlq_requeue_all_shows_a_progress_bar(app, jobs_redis, worker_process):
     assert out.exit_code == 0, out.output
     assert "Requeueing" in out.output and "requeued 25 task(s)" in out.output
     assert [r.get(timeout=20) for r in sent] == [10 * i for i in range(25)]
+
+
+def test_a_configuration_error_prints_one_line(tmp_path, jobs_redis_url):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "JOBS_BROKER_URL": jobs_redis_url, "PYTHONPATH": str(ROOT),
+           "JOBS_TIMEZONE": "Mars/Olympus"}
+    for args in (["queues"], ["worker", "-P", "solo"], ["beat"]):
+        done = subprocess.run([sys.executable, "-m", "flask", "--app",
+                               "tests.apps.basic:create_app", "jobs", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, (args, done.stderr)
+        assert "Error: JOBS_TIMEZONE must be an IANA time zone name" in done.stderr, args
+        assert "Traceback" not in done.stderr, (args, done.stderr)
