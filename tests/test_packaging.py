@@ -43,7 +43,7 @@ PACKAGE_DATA = sorted(
 #: Not copied into the tree that is built: what .gitignore lists, and the parts of the
 #: repository that are not the package.
 IGNORED = shutil.ignore_patterns(
-    ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache", "docs",
+    ".venv", ".venv-bench", ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache", "docs",
     "bench", "tests", "example_app", "artifacts", "instance", "*.rdb", "*.sock")
 
 
