@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_TASK_TRACK_STARTED": True,
     "JOBS_BEAT_SCHEDULE": {},
     "JOBS_BEAT_LEASE": 3.0,
-    "JOBS_BEAT_MAX_INTERVAL": 1.0,
+    "JOBS_BEAT_MAX_LOOP_INTERVAL": 1.0,
     "JOBS_BEAT_MISSED": "once",
     "JOBS_BEAT_MISSED_CAP": 100,
     "JOBS_TIMEZONE": "UTC",
@@ -92,7 +92,7 @@ _SECONDS = {
     "JOBS_WORKER_SHUTDOWN_TIMEOUT": True,
     "JOBS_WORKER_PREFETCH_HOLD": True,
     "JOBS_BEAT_LEASE": False,
-    "JOBS_BEAT_MAX_INTERVAL": False,
+    "JOBS_BEAT_MAX_LOOP_INTERVAL": False,
 }
 #: Keys holding whole numbers: (smallest, largest or None, whether None is allowed).
 _INTEGERS = {
@@ -157,6 +157,10 @@ def check_config(config: Mapping[str, Any]) -> None:
     if micros is None or micros < 0:
         raise _fail("JOBS_BROKER_BUSY_POLL", poll, "microseconds, 0 or more (0 or None: off)")
     check_timezone(config["JOBS_TIMEZONE"])
+    lease = _number(config["JOBS_BEAT_LEASE"])
+    if lease is not None and lease < 0.1:
+        raise _fail("JOBS_BEAT_LEASE", config["JOBS_BEAT_LEASE"], "seconds, 0.1 or more "
+                    "(a dead leader is replaced within 4/3 of it)")
     if config["JOBS_BEAT_MISSED"] not in MISSED_POLICIES:
         raise _fail("JOBS_BEAT_MISSED", config["JOBS_BEAT_MISSED"],
                     "'once' (send one run for all missed ones, as Celery), 'skip' or 'all'")
@@ -298,7 +302,7 @@ class Settings:
     register_blueprint: bool
     beat_schedule: Mapping[str, Any]
     beat_lease: float
-    beat_max_interval: float
+    beat_max_loop_interval: float
     beat_missed: str
     beat_missed_cap: int
     timezone: str
@@ -346,7 +350,7 @@ class Settings:
             register_blueprint=bool(c["JOBS_REGISTER_BLUEPRINT"]),
             beat_schedule=c["JOBS_BEAT_SCHEDULE"] or {},
             beat_lease=_seconds(c["JOBS_BEAT_LEASE"]),
-            beat_max_interval=_seconds(c["JOBS_BEAT_MAX_INTERVAL"]),
+            beat_max_loop_interval=_seconds(c["JOBS_BEAT_MAX_LOOP_INTERVAL"]),
             beat_missed=c["JOBS_BEAT_MISSED"],
             beat_missed_cap=int(float(c["JOBS_BEAT_MISSED_CAP"])),
             timezone=c["JOBS_TIMEZONE"],
