@@ -15,15 +15,14 @@ Numbers may be given as numeric strings (as ``app.config.from_prefixed_env()`` c
 from __future__ import annotations
 
 import datetime
-import fnmatch
-import functools
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .connection import check_transport_options, redact_url
 from .exceptions import ImproperlyConfigured
 from .keys import DEFAULT_PRIORITY
+from .routing import Route, compile_routes
 
 #: Every configuration key and its default. Celery users find Celery's setting names, upper-cased
 #: with the ``JOBS_`` prefix; see the configuration reference in the docs for each one.
@@ -229,36 +228,6 @@ def _seconds(value: Any) -> float:
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
     return float(value)
-
-
-Route = tuple[Callable[[str], bool], str]
-
-
-def _glob_matches(pattern: str, name: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern)
-
-
-def compile_routes(routes: Any) -> tuple[Route, ...]:
-    """Turn ``JOBS_TASK_ROUTES`` (a dict of name or glob -> queue or ``{"queue": q}``, or a list
-    of such dicts) into ``(matcher, queue)`` pairs, in order."""
-    if isinstance(routes, Mapping):
-        routes = [routes]
-    compiled: list[Route] = []
-    for table in routes or ():
-        for pattern, target in table.items():
-            queue = target.get("queue") if isinstance(target, Mapping) else target
-            if not isinstance(queue, str):
-                raise ImproperlyConfigured(
-                    f"JOBS_TASK_ROUTES[{pattern!r}] must be a queue name or {{'queue': name}}, "
-                    f"not {target!r}."
-                )
-            matches: Callable[[str], bool]
-            if any(ch in pattern for ch in "*?["):
-                matches = functools.partial(_glob_matches, pattern)
-            else:
-                matches = pattern.__eq__
-            compiled.append((matches, queue))
-    return tuple(compiled)
 
 
 @dataclass(frozen=True)
