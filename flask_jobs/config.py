@@ -15,15 +15,14 @@ Numbers may be given as numeric strings (as ``app.config.from_prefixed_env()`` c
 from __future__ import annotations
 
 import datetime
-import fnmatch
-import functools
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .connection import check_transport_options, redact_url
 from .exceptions import ImproperlyConfigured
 from .keys import DEFAULT_PRIORITY
+from .routing import Route, compile_routes
 
 #: Every configuration key and its default. Celery users find Celery's setting names, upper-cased
 #: with the ``JOBS_`` prefix; see the configuration reference in the docs for each one.
@@ -41,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "JOBS_TASK_TRACK_STARTED": True,
     "JOBS_BEAT_SCHEDULE": {},
     "JOBS_BEAT_LEASE": 3.0,
-    "JOBS_BEAT_MAX_INTERVAL": 1.0,
+    "JOBS_BEAT_MAX_LOOP_INTERVAL": 1.0,
     "JOBS_BEAT_MISSED": "once",
     "JOBS_BEAT_MISSED_CAP": 100,
     "JOBS_TIMEZONE": "UTC",
@@ -99,7 +98,7 @@ _SECONDS = {
     "JOBS_WORKER_PREFETCH_HOLD": True,
     "JOBS_BEAT_LEASE": False,
     "JOBS_EVENTS_MAX_AGE": False,
-    "JOBS_BEAT_MAX_INTERVAL": False,
+    "JOBS_BEAT_MAX_LOOP_INTERVAL": False,
 }
 #: Keys holding whole numbers: (smallest, largest or None, whether None is allowed).
 _INTEGERS = {
@@ -165,6 +164,10 @@ def check_config(config: Mapping[str, Any]) -> None:
     if micros is None or micros < 0:
         raise _fail("JOBS_BROKER_BUSY_POLL", poll, "microseconds, 0 or more (0 or None: off)")
     check_timezone(config["JOBS_TIMEZONE"])
+    lease = _number(config["JOBS_BEAT_LEASE"])
+    if lease is not None and lease < 0.1:
+        raise _fail("JOBS_BEAT_LEASE", config["JOBS_BEAT_LEASE"], "seconds, 0.1 or more "
+                    "(a dead leader is replaced within 4/3 of it)")
     if config["JOBS_BEAT_MISSED"] not in MISSED_POLICIES:
         raise _fail("JOBS_BEAT_MISSED", config["JOBS_BEAT_MISSED"],
                     "'once' (send one run for all missed ones, as Celery), 'skip' or 'all'")
@@ -235,36 +238,6 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
-Route = tuple[Callable[[str], bool], str]
-
-
-def _glob_matches(pattern: str, name: str) -> bool:
-    return fnmatch.fnmatchcase(name, pattern)
-
-
-def compile_routes(routes: Any) -> tuple[Route, ...]:
-    """Turn ``JOBS_TASK_ROUTES`` (a dict of name or glob -> queue or ``{"queue": q}``, or a list
-    of such dicts) into ``(matcher, queue)`` pairs, in order."""
-    if isinstance(routes, Mapping):
-        routes = [routes]
-    compiled: list[Route] = []
-    for table in routes or ():
-        for pattern, target in table.items():
-            queue = target.get("queue") if isinstance(target, Mapping) else target
-            if not isinstance(queue, str):
-                raise ImproperlyConfigured(
-                    f"JOBS_TASK_ROUTES[{pattern!r}] must be a queue name or {{'queue': name}}, "
-                    f"not {target!r}."
-                )
-            matches: Callable[[str], bool]
-            if any(ch in pattern for ch in "*?["):
-                matches = functools.partial(_glob_matches, pattern)
-            else:
-                matches = pattern.__eq__
-            compiled.append((matches, queue))
-    return tuple(compiled)
-
-
 @dataclass(frozen=True)
 class Settings:
     """One app's settings, checked and converted; see the configuration reference for each.
@@ -309,7 +282,7 @@ class Settings:
     events_max_age: float
     beat_schedule: Mapping[str, Any]
     beat_lease: float
-    beat_max_interval: float
+    beat_max_loop_interval: float
     beat_missed: str
     beat_missed_cap: int
     timezone: str
@@ -360,7 +333,7 @@ class Settings:
             events_max_age=_seconds(c["JOBS_EVENTS_MAX_AGE"]),
             beat_schedule=c["JOBS_BEAT_SCHEDULE"] or {},
             beat_lease=_seconds(c["JOBS_BEAT_LEASE"]),
-            beat_max_interval=_seconds(c["JOBS_BEAT_MAX_INTERVAL"]),
+            beat_max_loop_interval=_seconds(c["JOBS_BEAT_MAX_LOOP_INTERVAL"]),
             beat_missed=c["JOBS_BEAT_MISSED"],
             beat_missed_cap=int(float(c["JOBS_BEAT_MISSED_CAP"])),
             timezone=c["JOBS_TIMEZONE"],

@@ -155,8 +155,8 @@ class Jobs(Registry):
         """Add a periodic task, as Celery's ``app.add_periodic_task``: usually from an
         :attr:`on_after_configure` receiver, or before the beat starts.
 
-        :param schedule: seconds, a timedelta, :class:`~flask_jobs.crontab` or
-            :class:`~flask_jobs.solar`.
+        :param schedule: seconds, a timedelta, :class:`~flask_jobs.schedules.crontab` or
+            :class:`~flask_jobs.solar_schedule.solar`.
         :param sig: the task call, e.g. ``test.s("hello")`` (arguments given here go in
             front of its own, keyword arguments are merged, as Celery's ``sig.clone``).
         :param name: the entry's name; default the call's repr, as Celery.

@@ -127,4 +127,5 @@ def render(state: AppState) -> bytes:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsCollector(state))
-    return generate_latest(registry)
+    text: bytes = generate_latest(registry)
+    return text

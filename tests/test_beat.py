@@ -237,9 +237,11 @@ def test_missed_runs_follow_the_entry_policy(policy, expected, beat_thread, jobs
     wait_for(lambda: int(jobs_redis.zscore("jobs:beat:due", "tick")) > now, 10,
              "the backlog handled")
     runs = sent_runs(jobs_redis)
-    # Then the backlog gave one run, none, or the newest five
+    # Then the backlog gave one run (for its newest due time), none, or the newest five
     backlog = [due for _, due in runs if due <= from_ms(now)]
     assert len(backlog) == expected, runs
+    if policy == "once":
+        assert from_ms(now - 1000) < backlog[0] <= from_ms(now)
     if policy == "all":
         assert_each_due_once(runs[:5])
         assert from_ms(now - 1000) < backlog[-1] <= from_ms(now)  # the newest ones
@@ -373,6 +375,8 @@ def test_the_schedule_cli_lists_pauses_resumes_runs_and_removes(jobs_redis_url, 
     ({"task": TICK, "schedule": 5, "sched": 5}, "unknown key(s) 'sched'"),
     ({"task": TICK, "schedule": 5, "options": {"priority": 12}}, "priority must be"),
     ({"task": TICK, "schedule": 5, "kwargs": {"nope": 1}}, "cannot be sent"),
+    ({"task": TICK, "schedule": 5, "options": {"task_id": "x"}}, "every run needs an id"),
+    ({"task": TICK, "schedule": 5, "options": {"dedup_key": "k"}}, "option 'dedup_key'"),
 ])
 def test_a_bad_entry_fails_at_start_with_its_name(entry, message, jobs_redis_url, jobs_redis):
     app = app_for(jobs_redis_url, {"bad-one": entry})
@@ -515,3 +519,40 @@ def test_a_custom_schedule_class_and_a_solar_schedule_are_kept(jobs_redis_url, j
     expected = berlin.next_after(now)
     assert abs((entries["dawn"].next_run_at - expected).total_seconds()) < 2
     assert ephem.__version__
+
+
+def test_a_new_time_zone_recomputes_the_next_runs(jobs_redis_url, jobs_redis):
+    daily = {"daily": {"task": TICK, "schedule": crontab(minute=0, hour=9)}}
+    with app_for(jobs_redis_url, daily).app_context():
+        Beat(app_for(jobs_redis_url, daily)).setup()
+        utc_next = periodic.jobs.schedule.get("daily").next_run_at
+    berlin = app_for(jobs_redis_url, daily, JOBS_TIMEZONE="Europe/Berlin")
+    with berlin.app_context():
+        Beat(berlin).setup()
+        local_next = periodic.jobs.schedule.get("daily").next_run_at
+    assert (utc_next.hour, local_next.hour) == (9, 9)
+    assert str(local_next.tzinfo) == "Europe/Berlin"
+    assert local_next.utcoffset() != utc_next.utcoffset()
+
+
+def test_the_owner_option_reaches_the_task_record(jobs_redis_url, jobs_redis):
+    app = app_for(jobs_redis_url, tick_schedule(options={"owner": "alice"}))
+    with app.app_context():
+        beat = Beat(app)
+        beat.setup()
+        result = periodic.jobs.schedule.run_now("tick")
+        now = beat.store.now_ms()
+        jobs_redis.hset("jobs:beat:e:tick", "next", now - 10)
+        assert beat.store.lease(beat.id, 10_000)[0]
+        beat._leading_until = time.monotonic() + 60
+        assert beat.send_due("tick", now - 10, now) == FireResult.SENT
+    last = jobs_redis.hget("jobs:beat:e:tick", "last_id").decode()
+    assert jobs_redis.hget(f"jobs:t:{result.id}", "owner") == b"alice"
+    assert jobs_redis.hget(f"jobs:t:{last}", "owner") == b"alice"
+
+
+def test_a_standby_beat_says_so(beat_process, jobs_redis):
+    first = beat_process(tick_schedule())
+    wait_for(lambda: "leading" in first.output(), 10, "the first beat to lead")
+    second = beat_process(tick_schedule())
+    wait_for(lambda: "standing by:" in second.output(), 10, "the second to stand by")

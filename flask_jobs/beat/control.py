@@ -4,7 +4,7 @@ Celery's beat reads its schedule once, from the configuration (django-celery-bea
 exist to change it while it runs). Here the schedule lives in Redis, so adding, removing,
 pausing, resuming or running an entry now is one call from any process (a Flask view, a
 shell, ``flask jobs schedule``), and the leading beat sees it at its next look (within
-:data:`JOBS_BEAT_MAX_INTERVAL`).
+:data:`JOBS_BEAT_MAX_LOOP_INTERVAL`).
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class ScheduleControl:
         :meth:`remove` (a beat's restart does not drop it).
 
         :param task: a task name or a :class:`~flask_jobs.Task`.
-        :param schedule: seconds, a timedelta, :class:`~flask_jobs.crontab` or
-            :class:`~flask_jobs.solar`.
+        :param schedule: seconds, a timedelta, :class:`~flask_jobs.schedules.crontab` or
+            :class:`~flask_jobs.solar_schedule.solar`.
         :param missed: ``once``, ``skip`` or ``all`` (default :data:`JOBS_BEAT_MISSED`).
         :raises ~flask_jobs.exceptions.ImproperlyConfigured: a bad entry (named), as at start.
 

@@ -25,6 +25,15 @@ from ..state import AppState
 
 #: The keys an entry may have: Celery's, and ``missed``.
 ENTRY_KEYS = ("task", "schedule", "args", "kwargs", "options", "relative", "missed")
+#: ``apply_async`` options a periodic task cannot take, and why.
+REFUSED_OPTIONS = {
+    "task_id": "every run needs an id of its own",
+    "dedup_key": "each due run is sent once already; a dedup key would not be applied",
+    "dedup_ttl": "each due run is sent once already; a dedup key would not be applied",
+    "group_id": "a periodic task is not a member of a group",
+    "chain": "schedule a task that starts the chain",
+    "chord": "schedule a task that starts the chord",
+}
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,8 @@ class Entry:
 
     def definition(self, state: AppState) -> str:
         """The entry as canonical JSON (Redis keeps it; equal entries give equal text, so a
-        beat that starts can tell an unchanged entry from a changed one)."""
+        beat that starts can tell an unchanged entry from a changed one). The time zone is in
+        it: a new :data:`JOBS_TIMEZONE` recomputes every next run."""
         codecs = state.codecs
         when = self.schedule.to_dict()
         cls = type(self.schedule)
@@ -55,7 +65,7 @@ class Entry:
             # a subclass of the user's (Celery's "custom class, inheriting schedule"): rebuilt
             # by importing it, with the data of the class it extends
             when["class"] = f"{cls.__module__}:{cls.__qualname__}"
-        data = {"task": self.task, "schedule": when,
+        data = {"task": self.task, "schedule": when, "tz": state.settings.timezone,
                 "args": json.loads(codecs.dumps(list(self.args), "json")),
                 "kwargs": json.loads(codecs.dumps(self.kwargs, "json")),
                 "options": json.loads(codecs.dumps(self.options, "json")),
@@ -137,6 +147,9 @@ def entry_from_spec(name: Any, spec: Any, state: AppState, where: str) -> Entry:
     for key, value in (("kwargs", kwargs), ("options", options)):
         if not isinstance(value, Mapping):
             raise fail(f"{key!r} must be a dict, not {value!r}")
+    refused = sorted(set(options) & set(REFUSED_OPTIONS))
+    if refused:
+        raise fail(f"option {refused[0]!r} cannot be used here: {REFUSED_OPTIONS[refused[0]]}")
     missed = spec.get("missed")
     if missed is not None and missed not in MISSED_POLICIES:
         raise fail(f"'missed' must be one of {', '.join(MISSED_POLICIES)} (or left out for "

@@ -12,9 +12,9 @@ stopped past its lease, then resumed) cannot send a run twice.
 
 Missed runs: a run is *late* when its due time passed less than ``2 x lease + max interval``
 ago (a leader's failover), and it is sent. Older due times were *missed* (no beat ran): the
-entry's ``missed`` policy (default :data:`JOBS_BEAT_MISSED`) sends one run for all of them
-(``once``, Celery's behaviour), none (``skip``), or each of them (``all``, at most
-:data:`JOBS_BEAT_MISSED_CAP`, the newest).
+entry's ``missed`` policy (default :data:`JOBS_BEAT_MISSED`) sends one run for all of them,
+for the newest due time (``once``, Celery's behaviour), none (``skip``), or each of them
+(``all``, the newest :data:`JOBS_BEAT_MISSED_CAP`).
 """
 
 from __future__ import annotations
@@ -69,22 +69,31 @@ def first_after(when: BaseSchedule, due_ms: int, now_ms: int, tz: dt.tzinfo) -> 
     return next_after(when, now_ms, tz)
 
 
-def missed_runs(when: BaseSchedule, due_ms: int, now_ms: int, tz: dt.tzinfo,
-                cap: int) -> tuple[int, int]:
-    """The oldest of the newest ``cap`` due times from ``due_ms`` up to ``now_ms``, and how
-    many older ones are dropped."""
+def newest_runs(when: BaseSchedule, due_ms: int, now_ms: int, tz: dt.tzinfo,
+                cap: int) -> list[int]:
+    """The newest ``cap`` due times of ``when`` from ``due_ms`` up to ``now_ms``, oldest first
+    (``due_ms`` itself when it is the only one)."""
     if isinstance(when, schedule) and not when.relative:
         step = when.run_every.total_seconds() * 1000
         count = int((now_ms - due_ms) // step) + 1
-        dropped = max(0, count - cap)
-        return due_ms + int(round(dropped * step)), dropped
-    kept: collections.deque[int] = collections.deque(maxlen=cap)
-    seen, t = 0, due_ms
-    while t <= now_ms and seen < 1_000_000:  # (a bound against a schedule that never ends)
-        kept.append(t)
-        seen += 1
-        t = next_after(when, t, tz)
-    return kept[0], seen - len(kept)
+        return [due_ms + int(round(k * step)) for k in range(max(0, count - cap), count)]
+    # A crontab or solar schedule: walk its due times, from near the end when the backlog is
+    # long (a week of an every-minute crontab is 10,000 steps), else from the start.
+    period = max(1, next_after(when, due_ms, tz) - due_ms)
+    starts = [due_ms]
+    near_end = now_ms - 2 * cap * period
+    if near_end > due_ms:
+        starts.insert(0, next_after(when, near_end, tz))
+    for start in starts:
+        kept: collections.deque[int] = collections.deque(maxlen=cap)
+        t, steps = start, 0
+        while t <= now_ms and steps < 1_000_000:  # (a bound against a schedule that never ends)
+            kept.append(t)
+            steps += 1
+            t = next_after(when, t, tz)
+        if len(kept) == cap or start == due_ms:  # (a near start that found too few: walk all)
+            return list(kept) or [due_ms]
+    return [due_ms]  # pragma: no cover - the loop returns on its last start
 
 
 class Beat:
@@ -93,7 +102,7 @@ class Beat:
     :param app: the Flask app (its ``JOBS_BEAT_SCHEDULE`` and ``jobs.add_periodic_task``
         entries).
     :param max_interval: the longest sleep between two looks at the schedule, in seconds
-        (default :data:`JOBS_BEAT_MAX_INTERVAL`): how soon a change made at run time (an
+        (default :data:`JOBS_BEAT_MAX_LOOP_INTERVAL`): how soon a change made at run time (an
         entry added, paused, resumed) is seen.
     :param hostname: the node name in the beat's id (default ``beat@<host>``).
     """
@@ -105,7 +114,7 @@ class Beat:
         settings = self.state.settings
         self.tz = check_timezone(settings.timezone)
         self.lease = float(settings.beat_lease)
-        self.max_interval = float(max_interval or settings.beat_max_interval)
+        self.max_interval = float(max_interval or settings.beat_max_loop_interval)
         self.hostname = hostname or f"beat@{socket.gethostname()}"
         #: This process's identity in the lease.
         self.id = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -206,7 +215,7 @@ class Beat:
 
     def _keep_lease(self) -> None:
         lease_ms = int(self.lease * 1000)
-        was = False
+        was: bool | None = None  # (so the first answer is logged: leading, or standing by)
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
@@ -218,7 +227,7 @@ class Beat:
                 self._leading_until = started + self.lease
             if held != was:
                 log.info("beat: %s", "leading: this beat sends the periodic tasks" if held
-                         else f"following {holder}")
+                         else f"standing by: {holder} leads")
                 was = held
             self.stop_event.wait(self.lease / 3)
 
@@ -238,40 +247,51 @@ class Beat:
 
     def send_due(self, name: str, next_ms: int, now_ms: int) -> int:
         """Send (or, for missed runs, skip) the run of entry ``name`` due at ``next_ms``;
-        returns the :class:`~flask_jobs.beat.store.FireResult` code."""
+        returns the :class:`~flask_jobs.beat.store.FireResult` code of the last send."""
         stored = self.store.get(name)
         if stored is None or stored.paused or stored.next_ms != next_ms:
             return FireResult.MOVED_ON  # changed since the due list was read
         entry = self._entry(name, stored.definition)
         settings = self.state.settings
-        policy = entry.missed or settings.beat_missed
-        mode, due = "tick", next_ms
         if now_ms - next_ms <= (2 * self.lease + self.max_interval) * 1000:  # on time, or late
-            new_next = next_after(entry.schedule, due, self.tz)
-        elif policy == "all":
-            due, dropped = missed_runs(entry.schedule, next_ms, now_ms, self.tz,
-                                       settings.beat_missed_cap)
-            if dropped:
-                log.warning("beat: %s missed %d runs over JOBS_BEAT_MISSED_CAP; dropped",
-                            name, dropped)
-            new_next = next_after(entry.schedule, due, self.tz)
-        else:
-            new_next = first_after(entry.schedule, next_ms, now_ms, self.tz)
-            if policy == "skip":
-                mode = "skip"
-            log.info("beat: %s missed its runs since %s; %s", name,
-                     from_ms(next_ms, self.tz).isoformat(" ", "seconds"),
-                     "skipped" if mode == "skip" else "sending one")
+            return self._send(entry, "tick", next_ms, next_ms,
+                              next_after(entry.schedule, next_ms, self.tz))
+        # Missed runs (no beat ran): the newest one (once), none (skip) or the newest ones up
+        # to the cap (all), each sent and fenced as a due run is.
+        policy = entry.missed or settings.beat_missed
+        runs = newest_runs(entry.schedule, next_ms, now_ms, self.tz,
+                           settings.beat_missed_cap if policy == "all" else 1)
+        after = next_after(entry.schedule, runs[-1], self.tz)
+        log.warning("beat: %s missed its runs since %s (no beat ran); %s", name,
+                    from_ms(next_ms, self.tz).isoformat(" ", "seconds"),
+                    {"skip": "skipping them", "once": "sending the newest one"}.get(
+                        policy, f"sending the newest {len(runs)}"))
+        if policy == "skip":
+            return self._send(entry, "skip", next_ms, runs[-1], after)
+        expected, code = next_ms, FireResult.SENT
+        for i, due in enumerate(runs):
+            code = self._send(entry, "tick", expected, due,
+                              runs[i + 1] if i + 1 < len(runs) else after)
+            if code != FireResult.SENT:
+                break
+            expected = runs[i + 1] if i + 1 < len(runs) else after
+        return code
+
+    def _send(self, entry: Entry, mode: str, expected_ms: int, due_ms: int,
+              new_next_ms: int) -> int:
+        """One fenced send (``tick``) or advance (``skip``) of ``entry``."""
         message = None
         if mode == "tick":
             try:
-                message = self.message(entry, due)
+                message = self.message(entry, due_ms)
             except Exception:  # noqa: BLE001 - a bad entry must not stop the others
-                log.exception("beat: could not send %s (%s); skipping this run", name, entry.task)
+                log.exception("beat: could not send %s (%s); skipping this run", entry.name,
+                              entry.task)
                 mode = "skip"
-        code, detail = self.store.fire(mode, self.id, name, next_ms, new_next, due, message)
+        code, detail = self.store.fire(mode, self.id, entry.name, expected_ms, new_next_ms,
+                                       due_ms, message)
         if code == FireResult.SENT and message is not None:
-            log.info("Scheduler: Sending due task %s (%s)", name, entry.task)
+            log.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
         elif code == FireResult.NOT_LEADER:
             self._leading_until = 0.0
             log.info("beat: the lease is held by %s; not sending", detail or "nobody")

@@ -150,9 +150,10 @@ class ScheduleStore:
             entry's next run, or the lease holder).
         """
         m = message
-        task: tuple[Any, ...] = ("", "", 0, "", "", 0, 0, b"")
+        task: tuple[Any, ...] = ("", "", 0, "", "", 0, 0, b"", "")
         if m is not None:
-            task = (m.id, m.queue, m.priority, m.name, m.ctype, m.delay_ms, m.expires_ms, m.body)
+            task = (m.id, m.queue, m.priority, m.name, m.ctype, m.delay_ms, m.expires_ms, m.body,
+                    m.owner)
         code, detail = self._fire(
             keys=[self.keys.beat_entry(name)],
             args=[self.keys.base, mode, beat_id, name, "" if expected_ms is None else expected_ms,

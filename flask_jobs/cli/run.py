@@ -80,7 +80,7 @@ def worker_command(info: ScriptInfo, concurrency: int | None, pool: str, queues:
                                 case_sensitive=False))
 @click.option("--max-interval", type=click.FloatRange(min=0, min_open=True),
               help="Longest sleep between two looks at the schedule, in seconds (default "
-                   "JOBS_BEAT_MAX_INTERVAL).")
+                   "JOBS_BEAT_MAX_LOOP_INTERVAL).")
 @click.option("-n", "--hostname", help="Node name in the beat's id (default beat@<host>).")
 @click.option("-s", "--schedule", "schedule_file", metavar="FILE",
               help="Celery's schedule file, accepted for its command lines: the state of the "

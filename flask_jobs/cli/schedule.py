@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from flask import current_app
@@ -33,6 +34,7 @@ def schedule_list(as_json: bool) -> None:
             click.echo(json.dumps({
                 "name": e.name, "task": e.task, "schedule": repr(e.schedule),
                 "paused": e.paused, "source": e.source, "total_run_count": e.total_run_count,
+                "missed": e.missed or current_app.config["JOBS_BEAT_MISSED"],
                 "next_run_at": e.next_run_at and e.next_run_at.isoformat(),
                 "last_run_at": e.last_run_at and e.last_run_at.isoformat(),
                 "last_task_id": e.last_task_id}))
@@ -40,8 +42,9 @@ def schedule_list(as_json: bool) -> None:
         nxt = "paused" if e.paused else (e.next_run_at.isoformat(" ", "seconds")
                                           if e.next_run_at else "-")
         last = e.last_run_at.isoformat(" ", "seconds") if e.last_run_at else "never"
+        missed = e.missed or current_app.config["JOBS_BEAT_MISSED"]
         click.echo(f"{e.name}  {e.task}  {e.schedule!r}\n    next: {nxt}  last: {last}  "
-                   f"runs: {e.total_run_count}  ({e.source})")
+                   f"runs: {e.total_run_count}  missed: {missed}  ({e.source})")
     if not as_json:
         leader = control.leader()
         click.echo(f"{len(entries)} periodic task(s); "
@@ -60,8 +63,8 @@ def schedule_pause(name: str) -> None:
 @click.argument("name")
 def schedule_resume(name: str) -> None:
     """Send NAME's runs again, from its next due time."""
-    entry = _schedule_call("resume", name)
-    click.echo(f"resumed {name}: next run {entry.next_run_at}")  # type: ignore[attr-defined]
+    entry: Any = _schedule_call("resume", name)
+    click.echo(f"resumed {name}: next run {entry.next_run_at.isoformat(' ', 'seconds')}")
 
 
 @schedule_group.command("run")

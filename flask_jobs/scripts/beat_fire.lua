@@ -2,7 +2,7 @@
 -- KEYS[1]: beat:e:<name>
 -- ARGV: prefix, mode, beat id, name, expected next (ms, as stored), new next (ms),
 --   due (ms: the due time this run is for), then the task: id, queue, prio, name, ctype,
---   delay_ms (0 = now), expires_ms (0 = never), body
+--   delay_ms (0 = now), expires_ms (0 = never), body, owner ('' = none)
 -- mode 'tick': the leader sends a due run; 'skip': the leader moves past missed runs without
 --   sending; 'run': send now (jobs.schedule.run_now), whoever asks, leaving the schedule alone.
 -- Exactly once per due time, however many beats run: a tick or skip happens only while the
@@ -30,6 +30,7 @@ if mode ~= 'skip' then
   redis.call('HSET', rk, 'state', 'PENDING', 'name', tname, 'queue', queue, 'prio', prio,
     'ctype', ctype, 'body', ARGV[15], 'upd', NOW)
   if expires > 0 then redis.call('HSET', rk, 'exp', NOW + expires) end
+  if ARGV[16] and ARGV[16] ~= '' then redis.call('HSET', rk, 'owner', ARGV[16]) end
   if delay > 0 then
     redis.call('ZADD', P .. 'delayed', NOW + delay, id)
   else
