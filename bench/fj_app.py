@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Flask
 
 from bench.anchors import _common as c
@@ -49,6 +51,9 @@ def create_app() -> Flask:
     """The benchmark app on ``$BENCH_REDIS_URL``."""
     app = Flask(__name__)
     app.config["JOBS_BROKER_URL"] = c.REDIS_URL
+    # (a knob to measure what events cost: FJ_BENCH_EVENTS=0 turns them off; on by default,
+    # as for users)
+    app.config["JOBS_EVENTS"] = os.environ.get("FJ_BENCH_EVENTS", "1") != "0"
     jobs.init_app(app)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from bench.harness import Adapter, Canvas, WorkerConfig
@@ -23,7 +24,8 @@ def _worker(pool: str, concurrency: int = 1, prefetch: int = 64) -> list[str]:
         "--prefetch",
         str(prefetch),
         "-l",
-        "WARNING",
+        # (WARNING, as the anchors run; FJ_BENCH_LOGLEVEL=INFO measures the per-task log lines)
+        os.environ.get("FJ_BENCH_LOGLEVEL", "WARNING"),
     ]
 
 
