@@ -362,11 +362,10 @@ class Broker:
             f"{self.keys.prefix}:q:*", count=1000)}
         return sorted(found | {self.settings.default_queue})
 
-    def purge(self, queues: Sequence[str]) -> int:
+    def purge(self, queues: Sequence[str], progress: Any = None) -> int:
         """Discard every ready task of ``queues`` (see ``scripts/purge.lua``); returns how many.
-
         Delayed tasks (countdown, eta, retries) and running ones are left alone: revoke those.
-        """
+        ``progress(n)``, if given, is called with the ids taken by each chunk."""
         discarded = 0
         for queue in queues:
             for prio in range(10):
@@ -376,6 +375,8 @@ class Broker:
                                            args=[self.base, queue, prio,
                                                  self.settings.result_ttl_ms, PURGE_CHUNK])
                     discarded += int(n)
+                    if progress is not None:
+                        progress(int(taken))
         return discarded
 
     def task_states(self, task_ids: Sequence[str],

@@ -46,7 +46,7 @@ class Control:
         for one in ids:
             broker.revoke(one, terminate=terminate, signal=signal)
 
-    def purge(self, queues: str | Iterable[str] | None = None) -> int:
+    def purge(self, queues: str | Iterable[str] | None = None, progress: Any = None) -> int:
         """Discard every task waiting in ``queues`` (default: every queue); returns how many.
 
         Each discarded task becomes ``REVOKED`` with reason ``purged``, so its status page ends
@@ -62,7 +62,7 @@ class Control:
             for name in names:
                 if not isinstance(name, str) or not name:
                     raise TypeError(f"purge() takes queue names (str), not {name!r}")
-        return broker.purge(names)
+        return broker.purge(names, progress)
 
     def ping(self, destination: str | Iterable[str] | None = None, timeout: float = 1.0,
              limit: int | None = None) -> list[dict[str, dict[str, str]]]:

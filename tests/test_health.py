@@ -123,3 +123,13 @@ def test_a_configuration_error_prints_one_line(tmp_path, jobs_redis_url):
         assert done.returncode == 1, (args, done.stderr)
         assert "Error: JOBS_TIMEZONE must be an IANA time zone name" in done.stderr, args
         assert "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_purging_thousands_shows_a_progress_bar(app, jobs_redis):
+    from flask_jobs import group
+    from tests.apps import basic
+
+    group(basic.add.s(i, i) for i in range(6000)).apply_async()
+    out = app.test_cli_runner().invoke(jobs_cli, ["purge", "-Q", "default", "-f"])
+    assert out.exit_code == 0, out.output
+    assert "Purging" in out.output and "Purged 6000 task(s) from 1 queue(s)." in out.output

@@ -28,7 +28,12 @@ def purge_command(queues: str | None, force: bool) -> None:
     if not force:
         click.confirm(f"Discard every waiting task of {', '.join(names)}? There is no undo",
                       abort=True)
-    n = Control(state.jobs).purge(names)
+    waiting = sum(state.broker.queue_length(q) for q in names)
+    if waiting > 5000:  # (long enough to want to see it move)
+        with click.progressbar(length=waiting, label="Purging", show_pos=True) as bar:
+            n = Control(state.jobs).purge(names, bar.update)
+    else:
+        n = Control(state.jobs).purge(names)
     click.echo(f"Purged {n} task(s) from {len(names)} queue(s).")
 
 
