@@ -53,6 +53,9 @@ class Control:
         and ``get()`` raises :class:`~flask_jobs.TaskRevokedError`. Delayed tasks (countdown,
         eta, a retry's wait) and running ones are not touched: revoke those. Tasks sent while
         the purge runs may be kept. There is no undo.
+
+        :param progress: called with the number of ids each chunk took (a progress bar's
+            ``update``).
         """
         broker = self.jobs.state(self.app).broker
         if queues is None:
