@@ -133,3 +133,30 @@ def test_purging_thousands_shows_a_progress_bar(app, jobs_redis):
     out = app.test_cli_runner().invoke(jobs_cli, ["purge", "-Q", "default", "-f"])
     assert out.exit_code == 0, out.output
     assert "Purging" in out.output and "Purged 6000 task(s) from 1 queue(s)." in out.output
+
+
+def test_the_operations_commands_as_real_processes(worker_process, app, jobs_redis,
+                                                   jobs_redis_url):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    worker_process("-P", "solo", "-n", "cli@test")
+    env = {**os.environ, "JOBS_BROKER_URL": jobs_redis_url, "PYTHONPATH": str(ROOT)}
+
+    def flask(*args):
+        return subprocess.run([sys.executable, "-m", "flask", "--app",
+                               "tests.apps.basic:create_app", "jobs", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    sent = flask("call", "tests.apps.basic.add", "-a", "[20, 22]")
+    assert sent.returncode == 0, sent.stderr
+    task_id = sent.stdout.strip()
+    assert flask("result", task_id, "--timeout", "10").stdout == "42\n"
+    assert flask("ping", "-d", "cli@test").stdout == "-> cli@test: OK pong\n"
+    events = flask("events", "--since-start", "-t", "tests.apps.basic.add", "--type",
+                   "task-succeeded", "-n", "1", "--json")
+    assert events.returncode == 0, events.stderr
+    assert f'"uuid": "{task_id}"' in events.stdout
