@@ -26,7 +26,9 @@ def _otel() -> Any:
     global _api
     if _api is None:
         try:
-            from opentelemetry import context, propagate, trace
+            import opentelemetry.context as context
+            import opentelemetry.propagate as propagate
+            import opentelemetry.trace as trace
         except ImportError:
             _api = False
         else:
