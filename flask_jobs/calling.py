@@ -41,11 +41,19 @@ def send(state: AppState, task: TaskLike | None, name: str, args: Iterable[Any] 
         # in eager tests does not fail in production.
         build_message(state.settings, state.codecs, task, name, args, kwargs, **options)
         return apply_eagerly(state, task, args, kwargs, options)
-    message = build_message(state.settings, state.codecs, task, name, args, kwargs, **options)
     if tracing.on():
-        with tracing.publish_span(name, message.queue, message.id):
+        # The message is built inside the publish span, so the trace context it carries is
+        # this span's: the worker's process span is its child.
+        queue = options.get("queue") or state.settings.route(
+            name, task.queue if task is not None else None)
+        with tracing.publish_span(name, queue) as span:
+            message = build_message(state.settings, state.codecs, task, name, args, kwargs,
+                                    **options)
+            tracing.set_message_id(span, message.id)
             queued = state.broker.enqueue((message,), options.get("group_id") or "")
     else:  # (no context manager on the hot path)
+        message = build_message(state.settings, state.codecs, task, name, args, kwargs,
+                                **options)
         queued = state.broker.enqueue((message,), options.get("group_id") or "")
     result = AsyncResult(message.id, jobs=state.jobs, app=state.app, task_name=name)
     if not queued:  # its id was taken: a chain's step revoked already, or a dedup key's holder

@@ -61,20 +61,27 @@ def inject(headers: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def publish_span(name: str, queue: str, task_id: str) -> Iterator[None]:
-    """A PRODUCER span around sending one task (no-op without OpenTelemetry)."""
+def publish_span(name: str, queue: str) -> Iterator[Any]:
+    """A PRODUCER span around sending one task; yields it (None without OpenTelemetry) for
+    :func:`set_message_id`."""
     api = _otel()
     if not api:
-        yield
+        yield None
         return
     trace = api[0]
     tracer = trace.get_tracer("flask_jobs")
     with tracer.start_as_current_span(
             f"publish {queue}", kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.system": SYSTEM, "messaging.operation.type": "publish",
-                        "messaging.destination.name": queue, "messaging.message.id": task_id,
-                        "flask_jobs.task.name": name}):
-        yield
+                        "messaging.destination.name": queue,
+                        "flask_jobs.task.name": name}) as span:
+        yield span
+
+
+def set_message_id(span: Any, task_id: str) -> None:
+    """Name the task id on a publish span (known once its message is built in the span)."""
+    if span is not None:
+        span.set_attribute("messaging.message.id", task_id)
 
 
 @contextlib.contextmanager

@@ -30,13 +30,16 @@ def progress_write(task_id: str, attempt: int, state: str | None, rtype: str,
 
 
 def final_write(task_id: str, attempt: int, state: str, rtype: str, result: bytes | str,
-                traceback: str = "", ignore_result: bool = False) -> Write:
+                traceback: str = "", ignore_result: bool = False,
+                runtime_ms: int | None = None) -> Write:
     """A final state (SUCCESS, FAILURE, REVOKED) with its result or failure description.
 
     :param ignore_result: store no result (the script drops it, and the body).
+    :param runtime_ms: how long the run took (for its event and the runtime metrics; a quick
+        task's STARTED is never written, so Redis cannot tell).
     """
     return ("F", task_id, attempt, state, rtype, result, traceback,
-            "i" if ignore_result else "", "")
+            "i" if ignore_result else "", "" if runtime_ms is None else str(runtime_ms))
 
 
 def retry_write(task_id: str, attempt: int, description: str, traceback: str,

@@ -57,6 +57,7 @@ local function idle_consumer(queue)
   return nil
 end
 
+local ev_len  -- the events stream's length (conf 'events'), read at the first hand-over
 local limited = {}  -- name -> whether it has a rate limit (then only a claim may start it)
 local function rate_limited(name)
   local v = limited[name]
@@ -143,6 +144,15 @@ for k = 0, n - 1 do
       -- Lost replies: note the hand-over for that consumer's next claim, which returns it again
       -- if the reply of the BLPOP that popped it never arrived (see claim.lua, w:<w>:claims).
       redis.call('HSET', P .. 'w:' .. w .. ':claims', slot .. ':h', id)
+      -- Its task-received event (a claim adds the others'; see note() in lib.lua). Only on
+      -- this path, which hands a task to an idle worker: the plain send pays nothing.
+      if ev_len == nil then
+        ev_len = tonumber(redis.call('HGET', P .. 'conf', 'events') or '0') or 0
+      end
+      if ev_len > 0 then
+        redis.call('XADD', P .. 'events', 'MAXLEN', '~', ev_len, '*', 'w', w,
+          'e', 'task-received\t' .. id .. '\t' .. sh.name .. '\t')
+      end
     elseif delay > 0 then
       redis.call('ZADD', P .. 'delayed', NOW + delay, id)
     else

@@ -209,7 +209,8 @@ end
 
 -- Apply a batch of worker writes. ARGV[base] = count, then 9 fields each:
 --   kind, id, attempt, state, rtype, result, traceback, opt, body
--- kind S = started, P = progress/custom state, F = final state (opt 'i' = ignore result),
+-- kind S = started, P = progress/custom state, F = final state (opt 'i' = ignore result; body =
+-- the runtime in ms, or ''),
 -- R = retry (opt = countdown ms, body = new message), L = give back unstarted (shutdown),
 -- D = dead-letter (result = reason, opt = task name), X = ignored (raised Ignore: the record
 -- keeps its state; opt = the task it replaced itself with, whose outcome becomes its own).
@@ -274,7 +275,9 @@ local function apply_writes(worker, base, ttl, dead_ttl)
       redis.call('PEXPIRE', rk, ttl)
       publish(id, state)
       settle(id, state, grp, chn, f[4])
-      local runtime = NOW - (tonumber(f[6]) or NOW)
+      -- the run's length as the worker measured it (a quick task's STARTED is never written)
+      local runtime = tonumber(body) or (NOW - (tonumber(f[6]) or NOW))
+      if not f[6] then note('task-started', id, name) end
       if state == 'SUCCESS' then
         note('task-succeeded', id, name, runtime)
         count(name, 'succeeded', runtime)

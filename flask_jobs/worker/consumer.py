@@ -302,7 +302,7 @@ class Consumer:
                                   "".join(traceback.format_exception(exc)))
         ignore = bool(task.ignore_result if request.ignore_result is None
                       else request.ignore_result)
-        writer.finished(reporter, outcome, retry_body, ignore)
+        writer.finished(reporter, outcome, retry_body, ignore, runtime)
         tasklog.finished(task, claimed.id, outcome, runtime)
         rt.tasks_done += 1
         if request.link or request.link_error or request.chain:

@@ -109,10 +109,11 @@ class Writer:
         return progress_write(r.task_id, r.attempt, state, rtype, data)
 
     def finished(self, reporter: Reporter, outcome: Outcome, retry_body: bytes = b"",
-                 ignore_result: bool = False) -> None:
-        """Buffer a task's final write (its last progress report first, if unsent)."""
+                 ignore_result: bool = False, runtime: float | None = None) -> None:
+        """Buffer a task's final write (its last progress report first, if unsent);
+        ``runtime`` in seconds, when it ran."""
         write = self.outcome_write(reporter.task_id, reporter.attempt, outcome, retry_body,
-                                   ignore_result)
+                                   ignore_result, runtime)
         with self._lock:
             self._running.pop(reporter.task_id, None)
             pending = reporter.pending
@@ -127,31 +128,35 @@ class Writer:
             self._buffer.append(write)
 
     def outcome_write(self, task_id: str, attempt: int, outcome: Outcome,
-                      retry_body: bytes = b"", ignore_result: bool = False) -> Write:
+                      retry_body: bytes = b"", ignore_result: bool = False,
+                      runtime: float | None = None) -> Write:
         """The write tuple of an outcome (see ``apply_writes`` in ``scripts/lib.lua``).
 
         A SUCCESS value is the encoded result (bytes, see :func:`~flask_jobs.execution.execute`)
         or a value still to encode; ``None`` has its encoding kept.
         """
+        ms = None if runtime is None else int(runtime * 1000)
         if outcome.state == states.SUCCESS:
             if ignore_result:
                 # The script drops the result of an ignored write: encoding it would be wasted,
                 # and would raise for a value the serializer cannot encode.
                 return final_write(task_id, attempt, states.SUCCESS, self._rtype, b"",
-                                   ignore_result=True)
+                                   ignore_result=True, runtime_ms=ms)
             value = outcome.value
             if value is None:
                 value = self._none
             elif not isinstance(value, bytes):
                 value = self._dumps(value, self._rtype)
-            return final_write(task_id, attempt, states.SUCCESS, self._rtype, value)
+            return final_write(task_id, attempt, states.SUCCESS, self._rtype, value,
+                               runtime_ms=ms)
         if outcome.state == states.IGNORED:
             return ignored_write(task_id, attempt, str(outcome.value or ""))
         desc = json.dumps(outcome.value, default=str)
         if outcome.state == states.RETRY:
             return retry_write(task_id, attempt, desc, outcome.traceback,
                                int(outcome.countdown * 1000), retry_body)
-        return final_write(task_id, attempt, outcome.state, "json", desc, outcome.traceback)
+        return final_write(task_id, attempt, outcome.state, "json", desc, outcome.traceback,
+                           runtime_ms=ms)
 
     def add(self, write: Write) -> None:
         """Buffer any other write (give back ``L``, dead letter ``D``)."""
