@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from flask.cli import ScriptInfo, pass_script_info
+from werkzeug.serving import run_simple
 
 from ..processes import JobsProcess, flask_argv
 from .group import jobs_cli
@@ -48,7 +49,8 @@ def dev_command(info: ScriptInfo, host: str, port: int, pool: str, concurrency: 
     try:
         if not worker.wait_ready(60):
             raise click.ClickException("The worker did not start; see its output above.")
-        app.run(host=host, port=port, debug=True, use_reloader=False)
+        # (werkzeug's server directly: app.run() refuses to block inside a flask command)
+        run_simple(host, port, app, use_debugger=True, use_reloader=False, threaded=True)
     except KeyboardInterrupt:
         pass
     finally:
