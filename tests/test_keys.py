@@ -24,7 +24,7 @@ def python_table() -> dict[str, str]:
 def lua_table() -> dict[str, str]:
     """``pattern -> type`` from the key list in the header of lib.lua."""
     header = (SCRIPTS / "lib.lua").read_text().split("-- Time always comes")[0]
-    return dict(re.findall(r"^--   (\S+)\s+(hash|list|set|zset|string|channel)\s", header,
+    return dict(re.findall(r"^--   (\S+)\s+(hash|list|set|zset|string|channel|stream)\s", header,
                            re.MULTILINE))
 
 

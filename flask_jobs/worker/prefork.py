@@ -23,7 +23,7 @@ from ..exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError, d
 from ..execution import Outcome, Terminated
 from ..writes import give_back_write
 from .consumer import Wakeup
-from .control import ControlChannel, ControlListener, answer
+from .control import LISTEN_TIMEOUT, ControlChannel, ControlListener, answer
 from .heartbeat import Heartbeat
 from .options import WorkerOptions
 from .process import Process
@@ -133,8 +133,9 @@ class PreforkSupervisor:
     def run(self) -> int:
         """Start children and supervise them until stopped."""
         w = self.worker
+        listening = threading.Event()
         hb = Heartbeat(self.state, w.name, self._identities, w.info, self._control,
-                       health_file=w.health_file)
+                       on_listen=lambda client: listening.set(), health_file=w.health_file)
         for slot in self.slots:
             slot.name = ""
         # Fork before starting threads: a fork copies only the calling thread.
@@ -142,6 +143,8 @@ class PreforkSupervisor:
             self.spawn(slot)
         w.pool_type.start_ears(hb)
         w.start_beat()  # (a thread: after the forks, as the heartbeat's)
+        if not listening.wait(LISTEN_TIMEOUT):  # (ready means it hears broadcasts: ping)
+            log.warning("The control channel was not subscribed within %ss", LISTEN_TIMEOUT)
         StopSignals(w.shutdown_timeout, self.stop_event.set, self._cold_stop).install()
         w.announce_ready()
         try:
