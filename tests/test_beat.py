@@ -126,6 +126,18 @@ def leader(r: Any) -> str | None:
     return value.decode() if value else None
 
 
+def due_since(jobs_redis: Any, app: Any, ago_ms: int) -> int:
+    """Write ``app``'s entries (a beat's setup) with ``tick`` due ``ago_ms`` ago, as if no
+    beat had run since; returns Redis's clock then."""
+    with app.app_context():
+        beat = Beat(app)
+        beat.setup()
+        now = beat.store.now_ms()
+    jobs_redis.hset("jobs:beat:e:tick", "next", now - ago_ms)
+    jobs_redis.zadd("jobs:beat:due", {"tick": now - ago_ms})
+    return now
+
+
 def assert_each_due_once(runs: list[tuple[str, dt.datetime]], step: float = 1.0) -> None:
     """Every due time once, none missing between the first and the last."""
     dues = [due for _, due in runs]
@@ -226,12 +238,7 @@ def test_missed_runs_follow_the_entry_policy(policy, expected, beat_thread, jobs
                                              jobs_redis):
     # Given an entry whose last 60 due times passed while no beat ran (cap 5 for 'all')
     app = app_for(jobs_redis_url, tick_schedule(missed=policy), JOBS_BEAT_MISSED_CAP=5)
-    with app.app_context():
-        beat = Beat(app)
-        beat.setup()
-        now = beat.store.now_ms()
-    jobs_redis.hset("jobs:beat:e:tick", "next", now - 60_000)
-    jobs_redis.zadd("jobs:beat:due", {"tick": now - 60_000})
+    now = due_since(jobs_redis, app, 60_000)
     # When a beat starts again (without rewriting the unchanged entry)
     beat_thread(app, setup=False)
     wait_for(lambda: int(jobs_redis.zscore("jobs:beat:due", "tick")) > now, 10,
@@ -259,12 +266,7 @@ def test_a_late_run_within_the_failover_window_is_sent_whatever_the_policy(beat_
     # Given an entry due 1.2 s ago (a leader's failover: the window is 2 x lease + max
     # interval = 2.2 s here), with policy 'skip'
     app = app_for(jobs_redis_url, tick_schedule(missed="skip"))
-    with app.app_context():
-        beat = Beat(app)
-        beat.setup()
-        now = beat.store.now_ms()
-    jobs_redis.hset("jobs:beat:e:tick", "next", now - 1200)
-    jobs_redis.zadd("jobs:beat:due", {"tick": now - 1200})
+    now = due_since(jobs_redis, app, 1200)
     beat_thread(app, setup=False)
     wait_for(lambda: total(jobs_redis) >= 4, 10, "ticks")
     # Then the late runs were sent, each once

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 
 from flask_jobs import Jobs, Task, get_task_logger
 from flask_jobs.exceptions import SoftTimeLimitExceeded
+from tests.apps.env import app_from_env
 
 jobs = Jobs()
 
@@ -251,15 +252,7 @@ def now():
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the test app; config from ``JOBS_*`` environment variables, then ``config``."""
-    app = Flask(__name__)
-    app.config["TESTING"] = True
-    for key, value in os.environ.items():
-        if key.startswith("JOBS_") and key != "JOBS_TEST_REDIS_URL":
-            try:
-                app.config[key] = json.loads(value)
-            except ValueError:
-                app.config[key] = value
-    app.config.update(config or {})
+    app = app_from_env(__name__, config)
     jobs.init_app(app)
     return app
 

@@ -8,12 +8,12 @@ the environment (seconds for schedules). The tasks record what ran in Redis list
 from __future__ import annotations
 
 import json
-import os
 
 from flask import Flask, current_app
 
 from flask_jobs import Jobs
 from flask_jobs.schedules import schedule
+from tests.apps.env import app_from_env
 
 jobs = Jobs()
 
@@ -42,15 +42,7 @@ def xsum(numbers):
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; config from ``JOBS_*`` environment variables, then ``config``."""
-    app = Flask(__name__)
-    app.config["TESTING"] = True
-    for key, value in os.environ.items():
-        if key.startswith("JOBS_") and key != "JOBS_TEST_REDIS_URL":
-            try:
-                app.config[key] = json.loads(value)
-            except ValueError:
-                app.config[key] = value
-    app.config.update(config or {})
+    app = app_from_env(__name__, config)
     jobs.init_app(app)
     return app
 
