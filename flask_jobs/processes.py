@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from .embedded.process import pid_alive
+
 #: The line a worker logs when it takes tasks, and the first line of a beat's banner.
 READY_MARKERS = ("ready.", "is starting.")
 
@@ -29,14 +31,8 @@ def flask_argv(app_import_path: str | None, command: Sequence[str]) -> list[str]
 
 
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether process ``pid`` is alive (exists and is not a zombie)."""
+    return pid_alive(pid)
 
 
 class JobsProcess:
