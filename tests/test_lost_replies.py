@@ -103,7 +103,9 @@ def test_hand_over_whose_pop_reply_was_lost_is_returned_once(app, jobs_redis):
 def test_tasks_of_a_claim_whose_reply_is_lost_run_once_promptly(app, jobs_redis, proxy,
                                                                proxied_worker):
     # Given a worker busy with a task that waits on a gate, and two tasks queued behind it
-    w = proxied_worker(concurrency=1, prefetch=2)
+    # (the prefetch hold is long: a prefetched task given back to its queue, as it is when it
+    # waits behind a running one, would be delivered again with attempt 2 on a slow machine)
+    w = proxied_worker({"JOBS_WORKER_PREFETCH_HOLD": 30.0}, concurrency=1, prefetch=2)
     gate = basic.state_then_gate.delay("gate")
     wait_for(lambda: gate.state == "PROGRESS", 10, "the gate task to run")
     ids = [str(uuid.uuid4()) for _ in range(2)]
