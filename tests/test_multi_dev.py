@@ -41,7 +41,8 @@ def test_multi_starts_and_stops_background_workers(app, jobs_redis, jobs_redis_u
         assert all(alive(pid) for pid in pids)
         # they run tasks and answer pings, after the command returned
         assert basic.add.delay(2, 2).get(timeout=10) == 4
-        replies = app.extensions["jobs"].jobs.control.ping(timeout=3, limit=2)
+        replies = app.extensions["jobs"].jobs.control.ping(
+            [f"worker1@{host}", f"worker2@{host}"], timeout=3, limit=2)
         assert {name for r in replies for name in r} == {f"worker1@{host}", f"worker2@{host}"}
         again = flask(jobs_redis_url, "multi", "start", "2", *files)
         assert "already running" in again.stdout
