@@ -52,12 +52,13 @@ def test_task_and_worker_events_in_order(worker_process, app, jobs_redis):
 
 
 def test_revoked_and_expired_tasks_are_events_and_counted(app, jobs_redis, worker_process):
-    gate = basic.wait_gate.delay("events-gate")  # (keeps the solo worker busy meanwhile)
-    worker_process("-P", "solo")  # (it turns events on in Redis as it starts)
+    # (a queue of its own: no other test's worker can take these)
+    gate = basic.wait_gate.apply_async(("events-gate",), queue="evq")  # (keeps it busy)
+    worker_process("-P", "solo", "-Q", "evq")  # (it turns events on in Redis as it starts)
     wait_for(lambda: gate.state == "STARTED", 10)
-    gone = basic.add.apply_async((1, 1), countdown=60)
+    gone = basic.add.apply_async((1, 1), countdown=60, queue="evq")
     gone.revoke()
-    old = basic.add.apply_async((1, 2), expires=0.001)
+    old = basic.add.apply_async((1, 2), expires=0.001, queue="evq")
     jobs_redis.rpush("events-gate", 1)
     wait_for(lambda: old.state == "REVOKED", 10)
     wait_for(lambda: "task-expired" in [e.type for e in events_of(app, old.id)], 10)
